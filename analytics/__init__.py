@@ -1,0 +1,1 @@
+"""Fleet-scale compute: usage samples in, recommendations out. Knows no Kubernetes objects."""
