@@ -45,7 +45,9 @@ gomod_field() { # gomod_field MODULE@VERSION FIELD  -> GoMod/Dir path in the mod
 
 build_kube() {
   local out=$cache/bin/kube-$KUBE_VERSION
-  if [[ -x $out/kube-apiserver && -x $out/kube-controller-manager && -x $out/kubectl ]]; then return; fi
+  if [[ -x $out/kube-apiserver && -x $out/kube-controller-manager && -x $out/kube-scheduler && -x $out/kubectl ]]; then
+    return
+  fi
   _kube() {
     set -euo pipefail
     local w; w=$(mktemp -d); cd "$w"
@@ -61,7 +63,8 @@ build_kube() {
     go mod edit -go=1.25.0
     printf '\ngodebug default=go1.25\n' >>go.mod
     local p=k8s.io/kubernetes/cmd
-    go get -tool "$p/kube-apiserver@v$KUBE_VERSION" "$p/kube-controller-manager@v$KUBE_VERSION" "$p/kubectl@v$KUBE_VERSION"
+    go get -tool "$p/kube-apiserver@v$KUBE_VERSION" "$p/kube-controller-manager@v$KUBE_VERSION" \
+      "$p/kube-scheduler@v$KUBE_VERSION" "$p/kubectl@v$KUBE_VERSION"
     local ldf="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION
       -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor
       -X k8s.io/component-base/version.gitTreeState=clean
@@ -69,7 +72,7 @@ build_kube() {
       -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION"
     mkdir -p "$out.tmp"
     go build -p 2 -tags selinux,notest,grpcnotrace -ldflags "$ldf" -o "$out.tmp/" \
-      "$p/kube-apiserver" "$p/kube-controller-manager" "$p/kubectl"
+      "$p/kube-apiserver" "$p/kube-controller-manager" "$p/kube-scheduler" "$p/kubectl"
     "$out.tmp/kube-apiserver" --version
     rm -rf "$out"; mv "$out.tmp" "$out"
     rm -rf "$w"

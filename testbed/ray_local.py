@@ -1,0 +1,145 @@
+"""A local Ray for tests and the demo, bound to loopback, bounded in CPUs and object store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed.process import TestbedError, free_port
+
+# Set before Ray starts: loopback-only sockets (Ray's own knob for single-host clusters),
+# no usage reporting, custom metrics exported every second instead of every ten.
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_metrics_report_interval_ms": "1000",
+    "RAY_AUTH_MODE": "disabled",
+}
+
+
+def apply_ray_env() -> None:
+    """Put RAY_ENV into this process's environment unless already set. Some knobs are read
+    when `ray` is imported, so call this before the first `import ray`."""
+    os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
+
+
+def ray_pids(temp_dir: Path) -> list[int]:
+    """PIDs of the processes of the Ray whose temporary directory is `temp_dir`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if str(temp_dir).encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@dataclass(frozen=True)
+class LocalRay:
+    """Where the local Ray is: its GCS address and dashboard URL (empty when disabled)."""
+
+    address: str
+    dashboard_url: str
+    temp_dir: Path
+
+
+def short_temp_dir() -> Path:
+    """Ray's unix sockets need a path shorter than 108 characters."""
+    return Path(tempfile.mkdtemp(prefix="vfray-", dir="/tmp"))
+
+
+def init_local_ray(
+    *,
+    num_cpus: int = 2,
+    object_store_bytes: int = 256 * 1024**2,
+    dashboard: bool = False,
+    namespace: str = "vpa-fleet-test",
+) -> LocalRay:
+    """`ray.init()` a fresh local Ray in this process; `ray.shutdown()` ends it."""
+    apply_ray_env()
+    import ray  # noqa: PLC0415 - Ray reads its environment at import time
+
+    temp_dir = short_temp_dir()
+    context = ray.init(
+        dashboard_port=free_port() if dashboard else None,
+        num_cpus=num_cpus,
+        object_store_memory=object_store_bytes,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        namespace=namespace,
+        _temp_dir=str(temp_dir),
+    )
+    dashboard_url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
+    return LocalRay(
+        address=str(context.address_info["gcs_address"]),
+        dashboard_url=dashboard_url,
+        temp_dir=temp_dir,
+    )
+
+
+def start_ray_head(*, num_cpus: int = 2, object_store_bytes: int = 256 * 1024**2) -> LocalRay:
+    """A detached local Ray head (`ray start --head`) for `testbed up`, with its dashboard."""
+
+    temp_dir = short_temp_dir()
+    port, dashboard_port = free_port(), free_port()
+    ray_cli = Path(sys.executable).with_name("ray")
+    result = subprocess.run(
+        [
+            str(ray_cli),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            f"--object-store-memory={object_store_bytes}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env={**os.environ, **RAY_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise TestbedError(f"ray start --head failed:\n{result.stdout}\n{result.stderr}")
+    return LocalRay(
+        address=f"127.0.0.1:{port}",
+        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        temp_dir=temp_dir,
+    )
+
+
+def stop_ray_head(temp_dir: Path) -> None:
+    """Stop the Ray processes of one head started by `start_ray_head` (not other users' Ray)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ray_pids(temp_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while ray_pids(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def shutdown_local_ray(info: LocalRay) -> None:
+    """End the Ray started by `init_local_ray` and remove its temporary directory."""
+    import ray  # noqa: PLC0415 - see init_local_ray
+
+    ray.shutdown()
+    shutil.rmtree(info.temp_dir, ignore_errors=True)

@@ -1,0 +1,61 @@
+"""Small helpers for integration tests that talk to the testbed API server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from kubernetes import client
+
+T = TypeVar("T")
+
+
+def unique_namespace(api: client.ApiClient, prefix: str) -> str:
+    """Create a fresh namespace so that tests never see each other's objects."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata={"name": name}))
+    return name
+
+
+def eventually(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Poll `probe` until it returns a truthy value; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {last!r}")
+
+
+def pod_template(app: str, cpu: str = "100m", memory: str = "128Mi") -> dict[str, object]:
+    """A pod template with one container; KWOK runs it on a simulated node."""
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example/app:1",
+                    "resources": {
+                        "requests": {"cpu": cpu, "memory": memory},
+                        "limits": {"memory": memory},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def running_pods(api: client.ApiClient, namespace: str, app: str) -> list[client.V1Pod]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"app={app}").items
+    return [
+        p
+        for p in pods
+        if p.status.phase == "Running"
+        and p.metadata.deletion_timestamp is None
+        and all(cs.ready for cs in (p.status.container_statuses or []))
+    ]
