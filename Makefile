@@ -1,0 +1,57 @@
+# The two commands of the README: `make run` and `make test`. Both install into .venv/.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install testbed lint unit integration test run testbed-up testbed-down bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vpa-fleet needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## install: the package and its dev tools into .venv/ (vpa-fleet lands in .venv/bin)
+install: $(STAMP)
+
+## testbed: build (or reuse from ~/.cache/vpa-fleet) the control plane binaries, install Prometheus
+testbed: install
+	bash testbed/build.sh all
+	bash testbed/install-prometheus.sh
+
+## lint: ruff, formatting, mypy --strict on recommender/ and analytics/
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: testbed
+	$(BIN)/pytest tests/integration
+
+## test: everything CI runs: install, testbed, gates, unit tests, then integration tests
+test: install testbed lint
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/integration
+
+## run: install, bring the local testbed up, and run the recommender against it
+run: install testbed
+	@[ -f .testbed/state.json ] || $(BIN)/python -m testbed up
+	@$(BIN)/python -m testbed status
+	KUBECONFIG=$$($(BIN)/python -c 'import json; print(json.load(open(".testbed/state.json"))["kubeconfig"])') \
+	  $(BIN)/vpa-fleet run
+
+testbed-up: install testbed
+	$(BIN)/python -m testbed up
+
+testbed-down:
+	$(BIN)/python -m testbed down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
