@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -104,3 +105,29 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
 def test_missing_binary_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(TestbedError, match=r"binary /nonexistent/kube-apiserver does not exist"):
         start("kube-apiserver", ["/nonexistent/kube-apiserver"], tmp_path)
+
+
+def test_build_without_go_names_what_to_install(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "VPA_FLEET_CACHE": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", str(binaries.BUILD_SCRIPT), "etcd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "go is not installed: install Go >= 1.25" in result.stderr
+    assert not (tmp_path / "bin").exists(), "a failed build must leave nothing in the cache"
+
+
+def test_build_rejects_an_unknown_component(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["bash", str(binaries.BUILD_SCRIPT), "kubelet"],
+        env={**os.environ, "VPA_FLEET_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "unknown component 'kubelet'" in result.stderr
