@@ -1,0 +1,1 @@
+"""Kubernetes adapters: clients, leader election, discovery, status and checkpoint writes."""
