@@ -11,11 +11,13 @@ Binaries come from Debian's `prometheus` package (2.42 in bookworm);
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -196,6 +198,9 @@ def start_prometheus(
             if attempt < 2 and "address already in use" in log:
                 continue
             raise TestbedError(_with_errors(str(error), log)) from None
+        except BaseException:  # e.g. Ctrl-C while waiting: never leave it running
+            process.stop()
+            raise
         timings["start_s"] = time.monotonic() - started
         return PrometheusInstance(url, data_dir, process, timings)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -203,21 +208,24 @@ def start_prometheus(
 
 def start_prometheus_with_history(
     workdir: Path,
-    spec: tuple[WorkloadSpec, ...] = DEFAULT_SPEC,
+    spec: Sequence[WorkloadSpec] = DEFAULT_SPEC,
     days: float = 8,
     step_s: int = 60,
     end: datetime | float | None = None,
     *,
     seed: int = 0,
-    retention: str = "30d",
+    retention: str | None = None,
     keep_openmetrics: bool = False,
 ) -> tuple[PrometheusInstance, SyntheticHistory]:
     """Generate `days` of history for `spec` at `step_s` seconds ending at `end` (default now),
     backfill it and start Prometheus; returns the instance and the generated ground truth.
 
-    The OpenMetrics file (about 180 MB for the default spec over 8 days at 60 s) is deleted
-    after the backfill unless `keep_openmetrics`.
+    `retention` defaults to 30 days, or longer when the history is. The OpenMetrics file
+    (about 180 MB for the default spec over 8 days at 60 s) is deleted after the backfill
+    unless `keep_openmetrics`.
     """
+    if retention is None:
+        retention = f"{max(30, math.ceil(days) + 2)}d"
     started = time.monotonic()
     history = SyntheticHistory.generate(spec, days=days, step_s=step_s, end=end, seed=seed)
     openmetrics = workdir / "history.om.txt"
