@@ -19,7 +19,8 @@ from pathlib import Path
 from testbed.process import TestbedError
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".testbed"
+# Where `up` keeps its state, kubeconfig, data and logs; tests point it elsewhere.
+STATE_DIR = Path(os.environ.get("VPA_FLEET_TESTBED_DIR", ROOT / ".testbed"))
 STATE_FILE = STATE_DIR / "state.json"
 
 
@@ -44,7 +45,7 @@ def _print_state(state: dict[str, object]) -> None:
 def up(args: argparse.Namespace) -> int:
     from testbed.cluster import start_control_plane  # noqa: PLC0415 - imports are slow
     from testbed.prometheus import start_prometheus_with_history  # noqa: PLC0415
-    from testbed.ray_local import start_ray_head  # noqa: PLC0415
+    from testbed.ray_local import ray_pids, start_ray_head  # noqa: PLC0415
 
     if STATE_FILE.exists():
         print("testbed is already up (python -m testbed down first):", file=sys.stderr)
@@ -76,6 +77,7 @@ def up(args: argparse.Namespace) -> int:
         "ray_address": ray.address,
         "ray_dashboard_url": ray.dashboard_url,
         "ray_temp_dir": str(ray.temp_dir),
+        "ray_pids": ray_pids(ray.temp_dir, ray.address),
         "process_groups": pgids,
         "logs": str(plane.workdir / "logs"),
     }
@@ -96,10 +98,10 @@ def down(args: argparse.Namespace) -> int:
         for pgid in state["process_groups"]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, sig)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         while any(_alive(p) for p in state["process_groups"]) and time.monotonic() < deadline:
             time.sleep(0.2)
-    stop_ray_head(Path(state["ray_temp_dir"]))
+    stop_ray_head(Path(state["ray_temp_dir"]), state["ray_address"], state["ray_pids"])
     shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     print("testbed down", file=sys.stderr)

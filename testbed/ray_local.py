@@ -31,19 +31,32 @@ def apply_ray_env() -> None:
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
 
 
-def ray_pids(temp_dir: Path) -> list[int]:
-    """PIDs of the processes of the Ray whose temporary directory is `temp_dir`."""
-    pids = []
+def ray_pids(temp_dir: Path, gcs_address: str | None = None) -> list[int]:
+    """PIDs of the Ray whose temporary directory is `temp_dir` (and GCS `gcs_address`): the
+    processes that name either on their command line and all their descendants (agents rename
+    themselves, so their command lines no longer say whose they are)."""
+    parents: dict[int, int] = {}
+    roots: set[int] = set()
+    markers = [str(temp_dir).encode()] + ([gcs_address.encode()] if gcs_address else [])
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            cmdline = (proc / "cmdline").read_bytes()
+            stat = (proc / "stat").read_text()
         except OSError:
             continue
-        if str(temp_dir).encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
+        pid = int(proc.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if any(marker in cmdline for marker in markers):
+            roots.add(pid)
+    found = set(roots)
+    changed = True
+    while changed:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        changed = bool(children)
+        found |= children
+    return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -126,14 +139,21 @@ def start_ray_head(*, num_cpus: int = 2, object_store_bytes: int = 256 * 1024**2
     )
 
 
-def stop_ray_head(temp_dir: Path) -> None:
-    """Stop the Ray processes of one head started by `start_ray_head` (not other users' Ray)."""
+def stop_ray_head(temp_dir: Path, gcs_address: str, known_pids: list[int]) -> None:
+    """Stop the Ray processes of one head started by `start_ray_head` (not other users' Ray):
+    those recorded at start (`known_pids`, from `ray_pids`) and any found now."""
+
+    def alive() -> set[int]:
+        return {p for p in known_pids if Path(f"/proc/{p}").exists()} | set(
+            ray_pids(temp_dir, gcs_address)
+        )
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in ray_pids(temp_dir):
+        for pid in alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + 10
-        while ray_pids(temp_dir) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 5
+        while alive() and time.monotonic() < deadline:
             time.sleep(0.2)
 
 
