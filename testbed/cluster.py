@@ -286,10 +286,27 @@ def start_control_plane(
     node_cpu: str = "64",
     node_memory: str = "256Gi",
     node_pods: int = 250,
+    attempts: int = 3,
 ) -> ControlPlane:
-    """Start etcd, the API server, controllers and KWOK with `nodes` simulated nodes."""
+    """Start etcd, the API server, controllers and KWOK with `nodes` simulated nodes.
+
+    A free port can be taken by another process between choosing it and binding it; such a
+    start is retried on fresh ports (up to `attempts` times), any other failure is raised.
+    """
     binaries.ensure("kube", "etcd", "kwok", "vpa")
     workdir = workdir or Path(tempfile.mkdtemp(prefix="vpa-fleet-testbed-"))
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(workdir, nodes, node_cpu, node_memory, node_pods)
+        except TestbedError as error:
+            if attempt == attempts or "address already in use" not in str(error):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    workdir: Path, nodes: int, node_cpu: str, node_memory: str, node_pods: int
+) -> ControlPlane:
     workdir.mkdir(parents=True, exist_ok=True)
     pki = create_pki(workdir / "pki")
     port = free_port()
