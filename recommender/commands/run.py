@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(args: argparse.Namespace) -> int:
     print(
-        "vpa-fleet run: the recommender loop is not wired yet; "
-        "use `make testbed-up` to start the local control plane.",
+        "vpa-fleet run: the recommender loop is not implemented yet; nothing was read from "
+        "or written to the cluster.",
         file=sys.stderr,
     )
     return 2
