@@ -3,8 +3,8 @@ holder renews `renewTime`; anyone may take the Lease once `renewTime + leaseDura
 has passed. Every write carries the resourceVersion it read, so two candidates racing for an
 expired Lease cannot both win (the loser gets 409 Conflict).
 
-The Lease goes through the generic CustomObjectsApi as plain JSON: the generated typed client
-re-serialises `metav1.MicroTime` fields without the microseconds the API server requires.
+The Lease travels as plain JSON (`KubeClient`): the generated typed client re-serialises
+`metav1.MicroTime` fields without the microseconds the API server requires.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from recommender.kube.rest import JSON, KubeApiError, KubeClient
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-_LEASES = ("coordination.k8s.io", "v1", "leases")
 
 
 def _utcnow() -> dt.datetime:
@@ -42,27 +39,24 @@ class LeaseElector:
     """Try to hold `namespace/name` as `identity`; call `try_acquire_or_renew()` periodically
     (every `lease_duration_s / 3` or so) and write only while it returns True."""
 
-    api: client.ApiClient
+    kube: KubeClient
     namespace: str
     name: str
     identity: str
     lease_duration_s: int = 15
     clock: Clock = _utcnow
 
-    def _objects(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self.api)
+    @property
+    def _collection(self) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
 
-    def _read(self) -> dict[str, Any] | None:
+    def _read(self) -> JSON | None:
         try:
-            lease = self._objects().get_namespaced_custom_object(
-                *_LEASES[:2], self.namespace, _LEASES[2], self.name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
+            return self.kube.get(f"{self._collection}/{self.name}")
+        except KubeApiError as error:
+            if error.not_found:
                 return None
             raise
-        assert isinstance(lease, dict)
-        return lease
 
     def holder(self) -> str | None:
         """Who holds the Lease now (None when nobody does)."""
@@ -103,7 +97,7 @@ class LeaseElector:
             spec.pop(field, None)
         self._replace(lease)
 
-    def _expired(self, spec: dict[str, Any], now: dt.datetime) -> bool:
+    def _expired(self, spec: JSON, now: dt.datetime) -> bool:
         renewed = spec.get("renewTime")
         if not renewed:
             return True
@@ -124,22 +118,18 @@ class LeaseElector:
             },
         }
         try:
-            self._objects().create_namespaced_custom_object(
-                *_LEASES[:2], self.namespace, _LEASES[2], body
-            )
-        except ApiException as exc:
-            if exc.status == 409:  # another candidate created it first
+            self.kube.request("POST", self._collection, body=body)
+        except KubeApiError as error:
+            if error.conflict:  # another candidate created it first
                 return False
             raise
         return True
 
-    def _replace(self, lease: dict[str, Any]) -> bool:
+    def _replace(self, lease: JSON) -> bool:
         try:
-            self._objects().replace_namespaced_custom_object(
-                *_LEASES[:2], self.namespace, _LEASES[2], self.name, lease
-            )
-        except ApiException as exc:
-            if exc.status == 409:  # someone wrote the Lease since we read it
+            self.kube.request("PUT", f"{self._collection}/{self.name}", body=lease)
+        except KubeApiError as error:
+            if error.conflict:  # someone wrote the Lease since we read it
                 return False
             raise
         return True

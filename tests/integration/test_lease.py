@@ -7,6 +7,7 @@ import datetime as dt
 from kubernetes import client
 
 from recommender.kube.lease import LeaseElector
+from recommender.kube.rest import KubeClient
 from tests.integration.kube_helpers import unique_namespace
 
 
@@ -21,8 +22,8 @@ class _Clock:
 def test_one_holder_at_a_time_and_takeover_after_expiry(kube_api: client.ApiClient) -> None:
     namespace = unique_namespace(kube_api, "lease")
     clock = _Clock()
-    a = LeaseElector(kube_api, namespace, "vpa-fleet", "replica-a", clock=clock)
-    b = LeaseElector(kube_api, namespace, "vpa-fleet", "replica-b", clock=clock)
+    a = LeaseElector(KubeClient(kube_api), namespace, "vpa-fleet", "replica-a", clock=clock)
+    b = LeaseElector(KubeClient(kube_api), namespace, "vpa-fleet", "replica-b", clock=clock)
 
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()
@@ -42,8 +43,8 @@ def test_one_holder_at_a_time_and_takeover_after_expiry(kube_api: client.ApiClie
 
 def test_release_lets_the_other_replica_in_at_once(kube_api: client.ApiClient) -> None:
     namespace = unique_namespace(kube_api, "lease")
-    a = LeaseElector(kube_api, namespace, "vpa-fleet", "replica-a")
-    b = LeaseElector(kube_api, namespace, "vpa-fleet", "replica-b")
+    a = LeaseElector(KubeClient(kube_api), namespace, "vpa-fleet", "replica-a")
+    b = LeaseElector(KubeClient(kube_api), namespace, "vpa-fleet", "replica-b")
     assert a.try_acquire_or_renew()
     assert not b.try_acquire_or_renew()
     a.release()
@@ -54,8 +55,12 @@ def test_release_lets_the_other_replica_in_at_once(kube_api: client.ApiClient) -
 def test_a_stale_read_loses_the_race(kube_api: client.ApiClient) -> None:
     namespace = unique_namespace(kube_api, "lease")
     clock = _Clock()
-    a = LeaseElector(kube_api, namespace, "l", "replica-a", lease_duration_s=5, clock=clock)
-    b = LeaseElector(kube_api, namespace, "l", "replica-b", lease_duration_s=5, clock=clock)
+    a = LeaseElector(
+        KubeClient(kube_api), namespace, "l", "replica-a", lease_duration_s=5, clock=clock
+    )
+    b = LeaseElector(
+        KubeClient(kube_api), namespace, "l", "replica-b", lease_duration_s=5, clock=clock
+    )
     assert a.try_acquire_or_renew()
     clock.now += dt.timedelta(seconds=60)
     stale = b._read()
