@@ -1,0 +1,163 @@
+"""Vectorized updates of `HistogramArrays` that reproduce sample-by-sample updates bit for bit.
+
+Floating-point sums depend on their order, so every kernel folds each bucket's contributions in
+the order a `DecayingHistogram` would have received them: `np.bincount` with weights adds its
+inputs strictly in sequence, and an existing bucket weight is folded in first by prepending it
+as a pseudo-sample. Moving a reference timestamp rescales by an exact power of two, applied at
+the same point of the sequence as the scalar path does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.go_semantics import UNSET_NS, round_time_array
+from analytics.histogram import HistogramArrays
+from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
+
+__all__ = ["add_samples", "fold_rows", "group_starts", "reference_scale"]
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def group_starts(sorted_keys: Int64Array) -> BoolArray:
+    """True where a run of equal keys starts."""
+    starts = np.ones(sorted_keys.shape[0], dtype=bool)
+    if sorted_keys.shape[0] > 1:
+        starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return starts
+
+
+def reference_scale(old_ns: Int64Array, new_ns: Int64Array, half_life_ns: int) -> FloatArray:
+    """2 ** round((old - new) / half_life), or 0 where old is unset (`reference_exponent`)."""
+    unset = old_ns == UNSET_NS
+    delta = np.where(unset, 0, old_ns - new_ns).astype(np.float64) / float(half_life_ns)
+    exponent = np.floor(delta + 0.5)
+    with np.errstate(under="ignore"):
+        scale = np.ldexp(1.0, np.clip(exponent, -4000, 4000).astype(np.int32))
+    result: FloatArray = np.where(unset, 0.0, scale)
+    return result
+
+
+def _rescale_rows(h: HistogramArrays, rows: Int64Array, new_reference: Int64Array) -> None:
+    """Move the reference of `rows`, scaling weights between their min and max bucket only."""
+    factor = reference_scale(h.reference_ns[rows], new_reference, h.half_life_ns)
+    block = HistogramArrays(
+        h.layout, h.half_life_ns, h.weights[rows], h.total_weight[rows], h.reference_ns[rows]
+    )
+    lowest, highest = block.bucket_bounds()
+    columns = np.arange(h.layout.num_buckets)
+    inside = (columns >= lowest[:, None]) & (columns <= highest[:, None])
+    h.weights[rows] = np.where(inside, block.weights * factor[:, None], block.weights)
+    h.total_weight[rows] = block.total_weight * factor
+    h.reference_ns[rows] = new_reference
+
+
+def fold_rows(
+    h: HistogramArrays,
+    rows: Int64Array,
+    buckets: Int64Array,
+    weights: FloatArray,
+    *,
+    zero_after: BoolArray | None = None,
+    total_zero_after: BoolArray | None = None,
+) -> None:
+    """Add weights (in order) to (row, bucket) cells and to row totals, after the current values.
+
+    `zero_after` (per contribution) marks contributions after which the cell is exactly zero
+    (a subtraction that empties a bucket snaps it to zero): the cell's value restarts there.
+    `total_zero_after` does the same for the row totals.
+    """
+    if rows.shape[0] == 0:
+        return
+    n_buckets = h.layout.num_buckets
+    touched = np.flatnonzero(np.bincount(rows, minlength=len(h)))
+    local = np.full(len(h), -1, dtype=np.int64)
+    local[touched] = np.arange(touched.shape[0])
+    cells = local[rows] * n_buckets + buckets
+    keep_cell = np.ones(touched.shape[0] * n_buckets, dtype=bool)
+    keep_item = np.ones(rows.shape[0], dtype=bool)
+    if zero_after is not None and zero_after.any():
+        keep_item, restarted = _after_last_restart(cells, zero_after)
+        keep_cell[restarted] = False
+    all_cells = np.concatenate([np.arange(touched.shape[0] * n_buckets), cells[keep_item]])
+    all_weights = np.concatenate([h.weights[touched].ravel() * keep_cell, weights[keep_item]])
+    folded = np.bincount(all_cells, weights=all_weights, minlength=touched.shape[0] * n_buckets)
+    h.weights[touched] = folded.reshape(touched.shape[0], n_buckets)
+
+    local_rows = local[rows]
+    keep_total = np.ones(rows.shape[0], dtype=bool)
+    keep_row = np.ones(touched.shape[0], dtype=bool)
+    if total_zero_after is not None and total_zero_after.any():
+        keep_total, restarted_rows = _after_last_restart(local_rows, total_zero_after)
+        keep_row[restarted_rows] = False
+    totals = np.bincount(
+        np.concatenate([np.arange(touched.shape[0]), local_rows[keep_total]]),
+        weights=np.concatenate([h.total_weight[touched] * keep_row, weights[keep_total]]),
+        minlength=touched.shape[0],
+    )
+    h.total_weight[touched] = totals
+
+
+def _after_last_restart(keys: Int64Array, restart: BoolArray) -> tuple[BoolArray, Int64Array]:
+    """Which items come after the last restart of their key, and the keys that restart."""
+    positions = np.arange(keys.shape[0])
+    last = np.full(int(keys.max()) + 1, -1, dtype=np.int64)
+    np.maximum.at(last, keys[restart], positions[restart])
+    keep = positions > last[keys]
+    return keep, np.flatnonzero(last >= 0)
+
+
+def add_samples(
+    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, values: FloatArray, weight: float
+) -> None:
+    """Add samples, in the given order, as `DecayingHistogram.add_sample` would one at a time.
+
+    rows: histogram row of each sample; t_ns: sample times; values: in the layout's unit.
+    """
+    n = rows.shape[0]
+    if n == 0:
+        return
+    order = np.argsort(rows, kind="stable")
+    row = rows[order]
+    t = t_ns[order]
+    bucket = h.layout.bucket_index(values[order])
+    group = np.cumsum(group_starts(row)) - 1
+    group_row = row[group_starts(row)]
+    reference = h.reference_ns[group_row].copy()
+    epoch = np.zeros(n, dtype=np.int64)
+    epoch_reference = np.empty(n, dtype=np.int64)
+    shifts: list[tuple[Int64Array, Int64Array]] = []
+    limit_span = h.half_life_ns * MAX_DECAY_EXPONENT
+    remaining = np.arange(n)
+    k = 0
+    while remaining.shape[0]:
+        g = group[remaining]
+        current = reference[g]
+        unset = current == UNSET_NS
+        exceeded = unset | (t[remaining] > np.where(unset, 0, current) + limit_span)
+        # The first sample past the limit moves the reference; earlier ones stay in this epoch.
+        first_exceeding = np.full(group_row.shape[0], n, dtype=np.int64)
+        np.minimum.at(first_exceeding, g[exceeded], remaining[exceeded])
+        in_epoch = remaining < first_exceeding[g]
+        epoch[remaining[in_epoch]] = k
+        epoch_reference[remaining[in_epoch]] = current[in_epoch]
+        moving = np.flatnonzero(first_exceeding < n)
+        if moving.shape[0]:
+            new_reference = round_time_array(t[first_exceeding[moving]], h.half_life_ns)
+            reference[moving] = new_reference
+            shifts.append((group_row[moving], new_reference))
+        else:
+            shifts.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+        remaining = remaining[~in_epoch]
+        k += 1
+    decayed = weight * decay_factors(t, epoch_reference, h.half_life_ns)
+    for epoch_index in range(k):
+        chosen = epoch == epoch_index
+        fold_rows(h, row[chosen], bucket[chosen], decayed[chosen])
+        shifted_rows, new_reference = shifts[epoch_index]
+        if shifted_rows.shape[0]:
+            _rescale_rows(h, shifted_rows, new_reference)

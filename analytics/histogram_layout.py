@@ -1,0 +1,121 @@
+"""Exponential bucket layouts of the stock recommender's histograms, and their numeric kernels.
+
+Both the scalar histogram and the dense many-histogram arrays go through the array functions
+here (`bucket_index`, `decay_factors`) so that the two paths compute bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.go_semantics import go_exp2, go_log, go_pow
+
+__all__ = [
+    "CPU_LAYOUT",
+    "EPSILON",
+    "MAX_DECAY_EXPONENT",
+    "MEMORY_LAYOUT",
+    "MIN_SAMPLE_WEIGHT",
+    "HistogramLayout",
+    "decay_factors",
+]
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+MIN_SAMPLE_WEIGHT: Final = 0.1
+"""Weight of one CPU sample before decay (`minSampleWeight`)."""
+
+EPSILON: Final = 0.001 * MIN_SAMPLE_WEIGHT
+"""Bucket weight below which a bucket counts as empty."""
+
+MAX_DECAY_EXPONENT: Final = 100
+"""A sample more than this many half-lives after the reference moves the reference forward."""
+
+
+@dataclass(frozen=True)
+class HistogramLayout:
+    """Exponential buckets: bucket i >= 1 starts at first * (ratio**i - 1) / (ratio - 1).
+
+    Values are in the unit of the resource (cores for CPU, bytes for memory). The last bucket
+    holds everything from its start upwards.
+    """
+
+    max_value: float
+    first_bucket_size: float
+    ratio: float
+    epsilon: float = EPSILON
+
+    def __post_init__(self) -> None:
+        fields = (self.max_value, self.first_bucket_size, self.epsilon)
+        if not all(math.isfinite(v) and v > 0 for v in fields) or not self.ratio > 1:
+            raise ValueError(
+                "histogram layout needs max_value, first_bucket_size and epsilon > 0 and ratio > 1,"
+                f" got {self}"
+            )
+
+    @cached_property
+    def num_buckets(self) -> int:
+        """Number of buckets: ceil(log_ratio(max * (ratio - 1) / first + 1)) + 1."""
+        span = self.max_value * (self.ratio - 1) / self.first_bucket_size + 1
+        logs = go_log(np.array([span, self.ratio], dtype=np.float64))
+        return math.ceil(float(logs[0] / logs[1])) + 1
+
+    @cached_property
+    def bucket_starts(self) -> FloatArray:
+        """Start of each bucket, computed with Go's Pow so values match upstream to the bit."""
+        starts = [0.0] + [
+            self.first_bucket_size * (go_pow(self.ratio, float(i)) - 1) / (self.ratio - 1)
+            for i in range(1, self.num_buckets)
+        ]
+        array = np.array(starts, dtype=np.float64)
+        array.setflags(write=False)
+        return array
+
+    @cached_property
+    def percentile_values(self) -> FloatArray:
+        """What a percentile landing in each bucket returns: its end (its start if last)."""
+        values = np.append(self.bucket_starts[1:], self.bucket_starts[-1])
+        values.setflags(write=False)
+        return values
+
+    @cached_property
+    def _log_ratio(self) -> np.float64:
+        log_ratio: np.float64 = go_log(np.array([self.ratio], dtype=np.float64))[0]
+        return log_ratio
+
+    def bucket_index(self, values: FloatArray) -> Int64Array:
+        """Bucket of each value (finite, >= 0): 0 below the first bucket, capped at the last."""
+        values = np.asarray(values, dtype=np.float64)
+        scaled = values * (self.ratio - 1) / self.first_bucket_size + 1
+        raw = go_log(scaled) / self._log_ratio
+        index = np.minimum(np.trunc(np.maximum(raw, 0.0)), self.num_buckets - 1).astype(np.int64)
+        result: Int64Array = np.where(values < self.first_bucket_size, 0, index)
+        return result
+
+    def describe(self) -> str:
+        """Human-readable layout, for error messages."""
+        return (
+            f"first bucket {self.first_bucket_size:g}, ratio {self.ratio:g}, "
+            f"max {self.max_value:g}, epsilon {self.epsilon:g} ({self.num_buckets} buckets)"
+        )
+
+
+CPU_LAYOUT: Final = HistogramLayout(max_value=1000.0, first_bucket_size=0.01, ratio=1.0 + 0.05)
+"""CPU usage histograms, in cores."""
+
+MEMORY_LAYOUT: Final = HistogramLayout(max_value=1e12, first_bucket_size=1e7, ratio=1.0 + 0.05)
+"""Memory peak histograms, in bytes."""
+
+
+def decay_factors(t_ns: Int64Array, reference_ns: Int64Array, half_life_ns: int) -> FloatArray:
+    """2 ** ((t - reference) / half_life): the weight of a sample at t relative to the reference."""
+    elapsed = (np.asarray(t_ns, dtype=np.int64) - reference_ns).astype(np.float64)
+    result: FloatArray = go_exp2(elapsed / float(half_life_ns))
+    return result

@@ -1,0 +1,123 @@
+"""The vectorized path: a batch of prepared samples into an `AggregateStore`, no per-sample loop.
+
+The result is bit-identical to feeding the same samples one by one through `ScalarModel`
+(rows in canonical order; per row its CPU sample, memory sample, then OOM kill). Batches can
+follow one another: state carries over exactly as it does in the scalar path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from analytics.go_semantics import UNSET_NS
+from analytics.histogram_kernels import add_samples, group_starts
+from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
+from analytics.ingest_memory import ingest_memory
+from analytics.store import AggregateStore
+from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
+
+__all__ = ["ingest_samples"]
+
+Int64Array = npt.NDArray[np.int64]
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _first_time(keys: Int64Array, t_ns: Int64Array, n: int) -> Int64Array:
+    first = np.full(n, _INT64_MAX, dtype=np.int64)
+    np.minimum.at(first, keys, t_ns)
+    return first
+
+
+def _map_containers(store: AggregateStore, samples: PreparedSamples) -> Int64Array:
+    """Store row of each of the batch's containers, creating rows for new ones."""
+    batch = samples.container_keys.with_row_index("batch")
+    existing = store.container_keys.with_row_index("row")
+    joined = batch.join(existing, on=list(CONTAINER_KEYS), how="left").sort("batch")
+    row = joined["row"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
+    new = np.flatnonzero(row < 0)
+    if new.shape[0] == 0:
+        return row
+    new_keys = samples.container_keys[new]
+    aggregates = (
+        new_keys.select(AGGREGATE_KEYS)
+        .with_row_index("new")
+        .join(store.aggregate_keys.with_row_index("aggregate"), on=list(AGGREGATE_KEYS), how="left")
+        .sort("new")
+    )
+    aggregate = aggregates["aggregate"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
+    missing = aggregates.filter(pl.col("aggregate").is_null())
+    if missing.height:
+        created = missing.select(AGGREGATE_KEYS).unique(maintain_order=True)
+        created = created.with_row_index("created")
+        first_seen = _first_time(samples.container, samples.t_ns, samples.container_keys.height)
+        creation_per_new = first_seen[new]
+        creation = (
+            missing.with_columns(pl.Series("t", creation_per_new[missing["new"].to_numpy()]))
+            .join(created, on=list(AGGREGATE_KEYS))
+            .group_by("created")
+            .agg(pl.col("t").min())
+            .sort("created")["t"]
+            .to_numpy()
+        )
+        base = store.n_aggregates
+        store.add_aggregates(created.drop("created"), creation)
+        lookup = missing.join(created, on=list(AGGREGATE_KEYS)).sort("new")
+        aggregate[lookup["new"].to_numpy()] = base + lookup["created"].to_numpy()
+    base = store.n_containers
+    store.add_containers(new_keys, aggregate)
+    row[new] = base + np.arange(new.shape[0])
+    return row
+
+
+def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row: Int64Array) -> int:
+    """CPU samples: per-container dedup, then one weighted sample each. Returns dropped count."""
+    valid = np.flatnonzero(samples.cpu_valid)
+    container = row[valid]
+    t_ns = samples.t_ns[valid]
+    order = np.argsort(container, kind="stable")
+    sorted_container = container[order]
+    sorted_t = t_ns[order]
+    previous = np.empty_like(sorted_t)
+    if previous.shape[0]:
+        previous[0] = UNSET_NS
+        previous[1:] = sorted_t[:-1]
+        previous[group_starts(sorted_container)] = UNSET_NS
+    last0 = store.last_cpu_sample_start_ns[sorted_container]
+    accepted_sorted = (sorted_t > previous) & (sorted_t > last0)
+    accepted = np.zeros(valid.shape[0], dtype=bool)
+    accepted[order] = accepted_sorted
+    kept = valid[accepted]
+    np.maximum.at(store.last_cpu_sample_start_ns, row[kept], samples.t_ns[kept])
+
+    aggregate = store.container_aggregate[row[kept]]
+    t_kept = samples.t_ns[kept]
+    n = store.n_aggregates
+    np.maximum.at(store.last_sample_start_ns, aggregate, t_kept)
+    first = _first_time(aggregate, t_kept, n)
+    current = store.first_sample_start_ns
+    store.first_sample_start_ns = np.where(
+        (first != _INT64_MAX) & ((current == UNSET_NS) | (first < current)), first, current
+    )
+    store.total_samples_count += np.bincount(aggregate, minlength=n)
+    cores = samples.cpu_millicores[kept] / 1000.0
+    add_samples(store.cpu, aggregate, t_kept, cores, MIN_SAMPLE_WEIGHT)
+    return int(valid.shape[0] - kept.shape[0])
+
+
+def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[str]:
+    """Fold a batch of samples into the store; returns counts of samples dropped, by reason."""
+    skipped: Counter[str] = Counter()
+    if len(samples) == 0:
+        return skipped
+    row_of_batch_container = _map_containers(store, samples)
+    row = row_of_batch_container[samples.container]
+    dropped_cpu = _ingest_cpu(store, samples, row)
+    if dropped_cpu:
+        skipped["cpu_not_newer"] = dropped_cpu
+    skipped.update(ingest_memory(store, samples, row))
+    return skipped

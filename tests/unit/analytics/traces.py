@@ -1,0 +1,66 @@
+"""Deterministic usage frames for tests (schema of `analytics.usage`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+START = dt.datetime(2024, 3, 1, 9, 30)
+MIB = 1024 * 1024
+
+
+def steady_trace(
+    *,
+    cpu_cores: float = 0.1,
+    memory_bytes: float = 500 * MIB,
+    minutes: int = 2 * 24 * 60,
+    pods: tuple[str, ...] = ("web-1",),
+    containers: tuple[str, ...] = ("app",),
+    workload: str = "web",
+) -> pl.DataFrame:
+    """Constant usage sampled once a minute."""
+    rows = [
+        {
+            "timestamp": START + dt.timedelta(minutes=i),
+            "cluster": "prod",
+            "namespace": "shop",
+            "workload": workload,
+            "pod": pod,
+            "container": container,
+            "cpu": cpu_cores,
+            "memory": memory_bytes,
+        }
+        for i in range(minutes)
+        for pod in pods
+        for container in containers
+    ]
+    return pl.DataFrame(rows)
+
+
+def mixed_trace(seed: int, *, days: float = 3, step_minutes: int = 15) -> pl.DataFrame:
+    """Two replicas with an app and a sidecar: noisy CPU, drifting memory, a few OOM kills."""
+    rng = np.random.default_rng(seed)
+    steps = int(days * 24 * 60 / step_minutes)
+    rows = []
+    for step in range(steps):
+        for pod in ("api-7f9c-a", "api-7f9c-b"):
+            for container, cpu_scale, memory_base in (("app", 0.4, 900), ("proxy", 0.05, 60)):
+                memory = (memory_base + 2 * step + rng.integers(0, 200)) * MIB
+                rows.append(
+                    {
+                        "timestamp": START
+                        + dt.timedelta(minutes=step * step_minutes, seconds=int(rng.integers(60))),
+                        "cluster": "prod",
+                        "namespace": "shop",
+                        "workload": "api",
+                        "pod": pod,
+                        "container": container,
+                        "cpu": float(rng.gamma(2.0, cpu_scale)),
+                        "memory": float(memory),
+                        "memory_request": float(1024 * MIB if container == "app" else 128 * MIB),
+                        "oom": bool(container == "app" and rng.random() < 0.01),
+                    }
+                )
+    return pl.DataFrame(rows)
