@@ -9,6 +9,16 @@ import polars as pl
 
 START = dt.datetime(2024, 3, 1, 9, 30)
 MIB = 1024 * 1024
+SCHEMA = {
+    "timestamp": pl.Datetime("us"),
+    "cluster": pl.String,
+    "namespace": pl.String,
+    "workload": pl.String,
+    "pod": pl.String,
+    "container": pl.String,
+    "cpu": pl.Float64,
+    "memory": pl.Float64,
+}
 
 
 def steady_trace(
@@ -30,13 +40,13 @@ def steady_trace(
             "pod": pod,
             "container": container,
             "cpu": cpu_cores,
-            "memory": memory_bytes,
+            "memory": float(memory_bytes),
         }
         for i in range(minutes)
         for pod in pods
         for container in containers
     ]
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, schema=SCHEMA)
 
 
 def mixed_trace(seed: int, *, days: float = 3, step_minutes: int = 15) -> pl.DataFrame:
