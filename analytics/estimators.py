@@ -67,8 +67,8 @@ class PercentileEstimator:
 
     def estimate(self, aggregates: EstimationInput) -> Int64Array:
         if self.resource is Resource.CPU:
-            return resource_amount_array(aggregates.cpu.percentile(self.percentile) * 1000.0)
-        return resource_amount_array(aggregates.memory.percentile(self.percentile))
+            return resource_amount_array(aggregates.cpu_walk.percentile(self.percentile) * 1000.0)
+        return resource_amount_array(aggregates.memory_walk.percentile(self.percentile))
 
     def describe(self) -> str:
         return f"p{self.percentile * 100:g} of {self.resource} usage"

@@ -345,18 +345,19 @@ class HistogramArrays:
 
     def percentile(self, percentile: float) -> FloatArray:
         """`DecayingHistogram.percentile` of every histogram at once."""
-        if len(self) == 0:
-            return np.zeros(0, dtype=np.float64)
+        return self.walk().percentile(percentile)
+
+    def walk(self) -> PercentileWalk:
+        """Cumulative weights of every histogram, to answer several percentiles cheaply."""
         lowest, highest = self.bucket_bounds()
         columns = np.arange(self.layout.num_buckets)
         walked = (columns >= lowest[:, None]) & (columns < highest[:, None])
+        # Upstream sums from the min bucket and stops before the max bucket; the zeros outside
+        # leave those partial sums (and their rounding) unchanged.
         partial = np.cumsum(np.where(walked, self.weights, 0.0), axis=1)
-        threshold = percentile * self.total_weight
-        reached = walked & (partial >= threshold[:, None])
-        bucket = np.where(reached.any(axis=1), reached.argmax(axis=1), highest)
-        values = self.layout.percentile_values[bucket]
-        result: FloatArray = np.where(self.is_empty(), 0.0, values)
-        return result
+        return PercentileWalk(
+            self.layout, partial, self.total_weight.copy(), lowest, highest, self.is_empty()
+        )
 
     def row(self, index: int) -> DecayingHistogram:
         """Histogram `index` as a scalar histogram (a copy)."""
@@ -422,6 +423,28 @@ class HistogramArrays:
         self.total_weight[index] = decoded.total_weight
         self.reference_ns[index] = decoded.reference_ns
         return decoded.size
+
+
+@dataclass(frozen=True)
+class PercentileWalk:
+    """Cumulative bucket weights of many histograms, as upstream's percentile walk sums them."""
+
+    layout: HistogramLayout
+    partial: FloatArray
+    total_weight: FloatArray
+    lowest: Int64Array
+    highest: Int64Array
+    empty: npt.NDArray[np.bool_]
+
+    def percentile(self, percentile: float) -> FloatArray:
+        """Per histogram: end of the first bucket whose cumulative weight reaches the threshold."""
+        threshold = percentile * self.total_weight
+        # Partial sums never decrease, so counting those below the threshold finds the bucket.
+        below = np.count_nonzero(self.partial < threshold[:, None], axis=1)
+        bucket = np.clip(below, self.lowest, self.highest)
+        values = self.layout.percentile_values[bucket]
+        result: FloatArray = np.where(self.empty, 0.0, values)
+        return result
 
 
 def _bounds_of(weights: FloatArray, layout: HistogramLayout) -> tuple[int, int]:

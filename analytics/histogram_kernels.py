@@ -16,7 +16,7 @@ from analytics.go_semantics import UNSET_NS, round_time_array
 from analytics.histogram import HistogramArrays
 from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
 
-__all__ = ["add_samples", "fold_rows", "group_starts", "reference_scale"]
+__all__ = ["add_samples", "fold_rows", "group_starts", "reference_scale", "stable_order"]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -29,6 +29,24 @@ def group_starts(sorted_keys: Int64Array) -> BoolArray:
     if sorted_keys.shape[0] > 1:
         starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
     return starts
+
+
+def stable_order(keys: Int64Array) -> Int64Array:
+    """Stable argsort of non-negative integer keys, by 16-bit radix passes (linear time)."""
+    if keys.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.arange(keys.shape[0])
+    remaining = keys
+    shift = 0
+    top = int(keys.max())
+    while True:
+        digit = ((remaining >> shift) & 0xFFFF).astype(np.uint16)
+        step = np.argsort(digit, kind="stable")
+        order = order[step]
+        remaining = remaining[step]
+        shift += 16
+        if top >> shift == 0:
+            return order
 
 
 def reference_scale(old_ns: Int64Array, new_ns: Int64Array, half_life_ns: int) -> FloatArray:
@@ -111,6 +129,35 @@ def _after_last_restart(keys: Int64Array, restart: BoolArray) -> tuple[BoolArray
     return keep, np.flatnonzero(last >= 0)
 
 
+def _first_index(rows: Int64Array, n_rows: int) -> Int64Array:
+    first = np.full(n_rows, rows.shape[0], dtype=np.int64)
+    np.minimum.at(first, rows, np.arange(rows.shape[0]))
+    return first
+
+
+def _add_without_moving_references(
+    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, values: FloatArray, weight: float
+) -> bool:
+    """The common case of `add_samples`: no reference moves except being set for the first time.
+
+    Returns False, changing nothing, when some sample would move a set reference.
+    """
+    reference = h.reference_ns.copy()
+    unset = np.flatnonzero(reference == UNSET_NS)
+    first = _first_index(rows, len(h))
+    starting = unset[first[unset] < rows.shape[0]]
+    reference[starting] = round_time_array(t_ns[first[starting]], h.half_life_ns)
+    limit = reference[rows] + h.half_life_ns * MAX_DECAY_EXPONENT
+    if (t_ns > limit).any():
+        return False
+    if starting.shape[0]:
+        # Setting a reference rescales by zero, exactly as the scalar path's first sample does.
+        _rescale_rows(h, starting, reference[starting])
+    decayed = weight * decay_factors(t_ns, reference[rows], h.half_life_ns)
+    fold_rows(h, rows, h.layout.bucket_index(values), decayed)
+    return True
+
+
 def add_samples(
     h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, values: FloatArray, weight: float
 ) -> None:
@@ -121,7 +168,9 @@ def add_samples(
     n = rows.shape[0]
     if n == 0:
         return
-    order = np.argsort(rows, kind="stable")
+    if _add_without_moving_references(h, rows, t_ns, values, weight):
+        return
+    order = stable_order(rows)
     row = rows[order]
     t = t_ns[order]
     bucket = h.layout.bucket_index(values[order])

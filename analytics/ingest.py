@@ -14,7 +14,7 @@ import numpy.typing as npt
 import polars as pl
 
 from analytics.go_semantics import UNSET_NS
-from analytics.histogram_kernels import add_samples, group_starts
+from analytics.histogram_kernels import add_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
 from analytics.ingest_memory import ingest_memory
 from analytics.store import AggregateStore
@@ -79,18 +79,11 @@ def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row: Int64Array
     valid = np.flatnonzero(samples.cpu_valid)
     container = row[valid]
     t_ns = samples.t_ns[valid]
-    order = np.argsort(container, kind="stable")
-    sorted_container = container[order]
-    sorted_t = t_ns[order]
-    previous = np.empty_like(sorted_t)
-    if previous.shape[0]:
-        previous[0] = UNSET_NS
-        previous[1:] = sorted_t[:-1]
-        previous[group_starts(sorted_container)] = UNSET_NS
-    last0 = store.last_cpu_sample_start_ns[sorted_container]
-    accepted_sorted = (sorted_t > previous) & (sorted_t > last0)
-    accepted = np.zeros(valid.shape[0], dtype=bool)
-    accepted[order] = accepted_sorted
+    # In canonical order (time, then container) a container's samples with equal times are
+    # adjacent: all but the first are duplicates.
+    duplicate = np.zeros(valid.shape[0], dtype=bool)
+    duplicate[1:] = (container[1:] == container[:-1]) & (t_ns[1:] == t_ns[:-1])
+    accepted = ~duplicate & (t_ns > store.last_cpu_sample_start_ns[container])
     kept = valid[accepted]
     np.maximum.at(store.last_cpu_sample_start_ns, row[kept], samples.t_ns[kept])
 

@@ -24,7 +24,8 @@ import numpy.typing as npt
 
 from analytics.container_state import MEMORY_PEAK_WEIGHT
 from analytics.go_semantics import UNSET_NS, resource_amount_array, round_time_array
-from analytics.histogram_kernels import fold_rows, group_starts
+from analytics.histogram import HistogramArrays
+from analytics.histogram_kernels import fold_rows, group_starts, stable_order
 from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
 from analytics.store import AggregateStore
 from analytics.usage import PreparedSamples
@@ -42,15 +43,21 @@ _SOLID = 0.5
 
 
 def segmented_cummax(values: Int64Array, segment: Int64Array) -> Int64Array:
-    """Running maximum of values within runs of equal (contiguous) segment ids."""
+    """Running maximum of values (>= -1) within runs of equal (contiguous) segment ids."""
     if values.shape[0] == 0:
         return values.copy()
-    distinct, rank = np.unique(values, return_inverse=True)
     index = np.cumsum(group_starts(segment)) - 1
+    # Lift each run above every earlier one so one running maximum serves all runs.
+    width = int(values.max()) + 2
+    if width * (int(index[-1]) + 1) < 2**62:
+        lifted = index * width + (values + 1)
+        result: Int64Array = np.maximum.accumulate(lifted) - index * width - 1
+        return result
+    distinct, rank = np.unique(values, return_inverse=True)
     width = distinct.shape[0]
-    key = index * width + rank
-    result: Int64Array = distinct[np.maximum.accumulate(key) - index * width]
-    return result
+    ranked = index * width + rank
+    spread: Int64Array = distinct[np.maximum.accumulate(ranked) - index * width]
+    return spread
 
 
 def _exclusive_cummax(values: Int64Array, segment: Int64Array) -> Int64Array:
@@ -91,7 +98,9 @@ def _events(samples: PreparedSamples, container_row: Int64Array) -> _Events:
     is_oom = np.concatenate([np.zeros(regular.shape[0], bool), np.ones(kills.shape[0], bool)])
     value = np.concatenate([samples.memory_bytes[regular], samples.oom_memory_bytes[kills]])
     events = _Events(rows * 2 + is_oom, is_oom, samples.t_ns[rows], value, container_row[rows])
-    return events.take(np.lexsort((events.position, events.container)))
+    if kills.shape[0]:
+        events = events.take(np.argsort(events.position, kind="stable"))
+    return events.take(stable_order(events.container))
 
 
 @dataclass
@@ -139,8 +148,7 @@ def _start_values(
     value: Int64Array, windows: _Windows, carried_peak: Int64Array, index: Int64Array
 ) -> Int64Array:
     """Peak at the start of each event's interval run, for events `index`."""
-    segment = windows.segment[index]
-    first_of_segment = np.searchsorted(windows.segment, segment)
+    first_of_segment = np.flatnonzero(group_starts(windows.segment))[windows.segment[index]]
     result: Int64Array = np.where(
         windows.continuing[index], carried_peak[index], value[first_of_segment]
     )
@@ -360,62 +368,101 @@ def _apply_operations(
         _fold_operations(store, operations)
 
 
-def _effective_reference(store: AggregateStore, operations: _Operations) -> Int64Array:
-    """Per aggregate: its reference, or (if unset) the one its first operation will set."""
-    h = store.memory
-    reference = h.reference_ns.copy()
-    first = np.full(len(h), operations.sign.shape[0], dtype=np.int64)
-    np.minimum.at(first, operations.aggregate, np.arange(operations.sign.shape[0]))
-    unset = (reference == UNSET_NS) & (first < operations.sign.shape[0])
+def _effective_reference(h: HistogramArrays, operations: _Operations) -> Int64Array:
+    """Per operation: its aggregate's reference, or the one its first operation will set."""
+    touched = np.unique(operations.aggregate)
+    reference = h.reference_ns[touched]
+    local = np.searchsorted(touched, operations.aggregate)
+    first = np.full(touched.shape[0], operations.sign.shape[0], dtype=np.int64)
+    np.minimum.at(first, local, np.arange(operations.sign.shape[0]))
+    unset = reference == UNSET_NS
     reference[unset] = round_time_array(operations.t_ns[first[unset]], h.half_life_ns)
-    return reference
+    result: Int64Array = reference[local]
+    return result
 
 
-def _open_peaks(store: AggregateStore) -> tuple[Int64Array, Int64Array, FloatArray]:
-    """(aggregate, bucket, weight) of every running container's current-interval peak."""
+@dataclass
+class _Touched:
+    """The aggregates some operation touches, numbered 0..m-1 in store order."""
+
+    rows: Int64Array
+    local: Int64Array  # per store aggregate: its number here, or -1
+
+    @classmethod
+    def of(cls, aggregate: Int64Array, n: int) -> _Touched:
+        rows = np.flatnonzero(np.bincount(aggregate, minlength=n))
+        local = np.full(n, -1, dtype=np.int64)
+        local[rows] = np.arange(rows.shape[0])
+        return cls(rows, local)
+
+
+def _open_peaks(
+    store: AggregateStore, touched: _Touched
+) -> tuple[Int64Array, Int64Array, FloatArray]:
+    """(local aggregate, bucket, weight) of the open-interval peak of each running container."""
     h = store.memory
     open_rows = np.flatnonzero(store.window_end_ns != UNSET_NS)
     aggregate = store.container_aggregate[open_rows]
+    mine = touched.local[aggregate] >= 0
+    open_rows, aggregate = open_rows[mine], aggregate[mine]
     peak = np.maximum(store.memory_peak_bytes[open_rows], store.oom_peak_bytes[open_rows])
     bucket = h.layout.bucket_index(peak.astype(np.float64))
     reference = h.reference_ns[aggregate]
+    known = reference != UNSET_NS
     weight = MEMORY_PEAK_WEIGHT * decay_factors(
-        store.window_end_ns[open_rows], reference, h.half_life_ns
+        store.window_end_ns[open_rows], np.where(known, reference, 0), h.half_life_ns
     )
-    return aggregate, bucket, weight
+    return touched.local[aggregate], bucket, np.where(known, weight, 0.0)
+
+
+@dataclass
+class _Committed:
+    """Per touched aggregate and bucket: weight not accounted for by running containers' peaks."""
+
+    open_count: Int64Array  # (m, buckets): open peaks in the bucket
+    rest: FloatArray  # (m, buckets): bucket weight minus open peaks' weights
+    open_total: Int64Array  # (m,)
+    rest_total: FloatArray  # (m,)
+
+    @classmethod
+    def of(cls, store: AggregateStore, touched: _Touched) -> _Committed:
+        h = store.memory
+        m, n_buckets = touched.rows.shape[0], h.layout.num_buckets
+        aggregate, bucket, weight = _open_peaks(store, touched)
+        cell = aggregate * n_buckets + bucket
+        count = np.bincount(cell, minlength=m * n_buckets).reshape(m, n_buckets)
+        opened = np.bincount(cell, weight, minlength=m * n_buckets).reshape(m, n_buckets)
+        return cls(
+            open_count=count,
+            rest=h.weights[touched.rows] - opened,
+            open_total=np.bincount(aggregate, minlength=m),
+            rest_total=h.total_weight[touched.rows] - np.bincount(aggregate, weight, minlength=m),
+        )
 
 
 def _needs_replay(store: AggregateStore, operations: _Operations) -> BoolArray:
     """Aggregates the fast fold cannot reproduce exactly (moved reference, sub-peak residue)."""
     h = store.memory
-    n = len(h)
-    reference = _effective_reference(store, operations)
-    limit = reference[operations.aggregate] + h.half_life_ns * MAX_DECAY_EXPONENT
-    slow = np.zeros(n, dtype=bool)
-    slow[operations.aggregate[operations.t_ns > limit]] = True
-    weight = MEMORY_PEAK_WEIGHT * decay_factors(
-        operations.t_ns, reference[operations.aggregate], h.half_life_ns
-    )
-    slow[operations.aggregate[weight < _SOLID]] = True
-    was_unset = h.reference_ns == UNSET_NS
-    slow |= was_unset & ((h.weights != 0).any(axis=1) | (h.total_weight != 0))
-
-    aggregate, bucket, weight_open = _open_peaks(store)
-    opened = np.zeros((n, h.layout.num_buckets))
-    np.add.at(opened, (aggregate, bucket), weight_open)
-    committed = h.weights - opened
-    committed_total = h.total_weight - np.bincount(aggregate, weight_open, minlength=n)
-    ambiguous = (committed >= _NOISE) & (committed < _SOLID)
-    removes = operations.sign < 0
-    removal_buckets = h.layout.bucket_index(operations.value[removes].astype(np.float64))
+    touched = _Touched.of(operations.aggregate, len(h))
+    reference = _effective_reference(h, operations)
+    slow = np.zeros(len(h), dtype=bool)
     slow[
-        operations.aggregate[removes][ambiguous[operations.aggregate[removes], removal_buckets]]
+        operations.aggregate[operations.t_ns > reference + h.half_life_ns * MAX_DECAY_EXPONENT]
     ] = True
-    slow |= (
-        (committed_total >= _NOISE)
-        & (committed_total < _SOLID)
-        & np.bincount(operations.aggregate[removes], minlength=n).astype(bool)
-    )
+    weight = MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns)
+    slow[operations.aggregate[weight < _SOLID]] = True
+    rows = touched.rows
+    was_unset = h.reference_ns[rows] == UNSET_NS
+    slow[rows] |= was_unset & ((h.weights[rows] != 0).any(axis=1) | (h.total_weight[rows] != 0))
+
+    committed = _Committed.of(store, touched)
+    ambiguous = (committed.rest >= _NOISE) & (committed.rest < _SOLID)
+    removes = operations.sign < 0
+    removed = operations.aggregate[removes]
+    removal_buckets = h.layout.bucket_index(operations.value[removes].astype(np.float64))
+    slow[removed[ambiguous[touched.local[removed], removal_buckets]]] = True
+    ambiguous_total = (committed.rest_total >= _NOISE) & (committed.rest_total < _SOLID)
+    slow[removed[ambiguous_total[touched.local[removed]]]] = True
     return slow
 
 
@@ -440,46 +487,35 @@ def _replay(store: AggregateStore, operations: _Operations) -> None:
 def _fold_operations(store: AggregateStore, operations: _Operations) -> None:
     """Apply operations with the vectorized fold, tracking when buckets become exactly empty."""
     h = store.memory
-    n = len(h)
-    reference = _effective_reference(store, operations)
-    newly_set = (h.reference_ns == UNSET_NS) & (reference != UNSET_NS)
-    h.total_weight[newly_set] = 0.0
-    h.reference_ns[:] = reference
-    weight = MEMORY_PEAK_WEIGHT * decay_factors(
-        operations.t_ns, reference[operations.aggregate], h.half_life_ns
-    )
+    touched = _Touched.of(operations.aggregate, len(h))
+    reference = _effective_reference(h, operations)
+    committed = _Committed.of(store, touched)
+    newly_set = h.reference_ns[operations.aggregate] == UNSET_NS
+    # Setting a reference scales by zero: all weights of these histograms are zero already.
+    h.total_weight[operations.aggregate[newly_set]] = 0.0
+    h.reference_ns[operations.aggregate] = reference
+    weight = MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns)
     bucket = h.layout.bucket_index(operations.value.astype(np.float64))
 
-    # Live peaks per bucket before the batch: the running containers' open peaks, plus one for
-    # committed peaks (which are never removed, so one stands for any number of them).
-    aggregate_open, bucket_open, weight_open = _open_peaks(store)
-    n_buckets = h.layout.num_buckets
-    live = np.bincount(aggregate_open * n_buckets + bucket_open, minlength=n * n_buckets)
-    opened = np.bincount(
-        aggregate_open * n_buckets + bucket_open, weight_open, minlength=n * n_buckets
-    )
-    committed = (h.weights.ravel() - opened) >= _SOLID
-    live = live + committed
-    live_total = np.bincount(aggregate_open, minlength=n) + (
-        h.total_weight - np.bincount(aggregate_open, weight_open, minlength=n) >= _SOLID
-    )
-
-    cell = operations.aggregate * n_buckets + bucket
-    zero_after = _empties(cell, operations.sign, live)
-    total_zero_after = _empties(operations.aggregate, operations.sign, live_total)
+    # Live peaks before the batch: the running containers' open peaks, plus one standing for
+    # any committed peaks (those are never removed).
+    live = committed.open_count + (committed.rest >= _SOLID)
+    live_total = committed.open_total + (committed.rest_total >= _SOLID)
+    local = touched.local[operations.aggregate]
+    cell = local * h.layout.num_buckets + bucket
     fold_rows(
         h,
         operations.aggregate,
         bucket,
         weight * operations.sign,
-        zero_after=zero_after,
-        total_zero_after=total_zero_after,
+        zero_after=_empties(cell, operations.sign, live.ravel()),
+        total_zero_after=_empties(local, operations.sign, live_total),
     )
 
 
 def _empties(key: Int64Array, sign: Int64Array, live_before: Int64Array) -> BoolArray:
     """Operations after which their key holds no live peak (in the given operation order)."""
-    order = np.argsort(key, kind="stable")
+    order = stable_order(key)
     sorted_key = key[order]
     running = np.cumsum(sign[order])
     starts = group_starts(sorted_key)

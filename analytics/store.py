@@ -9,6 +9,7 @@ amounts integer millicores, memory amounts integer bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ import polars as pl
 
 from analytics.container_state import AggregateState, ContainerState
 from analytics.go_semantics import UNSET_NS
-from analytics.histogram import HistogramArrays
+from analytics.histogram import HistogramArrays, PercentileWalk
 from analytics.histogram_layout import CPU_LAYOUT, MEMORY_LAYOUT
 from analytics.model_params import ModelParams
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS
@@ -46,6 +47,16 @@ class EstimationInput:
 
     def __len__(self) -> int:
         return len(self.cpu)
+
+    @cached_property
+    def cpu_walk(self) -> PercentileWalk:
+        """Cumulative CPU histogram weights, computed once for all CPU percentiles."""
+        return self.cpu.walk()
+
+    @cached_property
+    def memory_walk(self) -> PercentileWalk:
+        """Cumulative memory histogram weights, computed once for all memory percentiles."""
+        return self.memory.walk()
 
 
 def _empty_keys(names: tuple[str, ...]) -> pl.DataFrame:

@@ -149,6 +149,12 @@ def _measurement_checks(name: str) -> dict[str, pl.Expr]:
     }
 
 
+def _in_canonical_order(t_ns: Int64Array, container: Int64Array) -> bool:
+    later = t_ns[1:] > t_ns[:-1]
+    tied = (t_ns[1:] == t_ns[:-1]) & (container[1:] >= container[:-1])
+    return bool((later | tied).all())
+
+
 def prepare_samples(frame: pl.DataFrame) -> PreparedSamples:
     """Validate a usage frame and put its samples in canonical order, counting dropped samples."""
     _check_structure(frame)
@@ -191,7 +197,8 @@ def prepare_samples(frame: pl.DataFrame) -> PreparedSamples:
         pl.col("container_index").cast(pl.Int64)
     )
     work = work.join(container_keys, on=list(CONTAINER_KEYS), how="left", maintain_order="left")
-    work = work.sort(["t_ns", "container_index"], maintain_order=True)
+    if not _in_canonical_order(work["t_ns"].to_numpy(), work["container_index"].to_numpy()):
+        work = work.sort(["t_ns", "container_index"], maintain_order=True)
 
     cpu = resource_amount_array(work["cpu_value"].fill_null(0.0).fill_nan(0.0).to_numpy() * 1000.0)
     memory = resource_amount_array(work["memory_value"].fill_null(0.0).fill_nan(0.0).to_numpy())
