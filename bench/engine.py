@@ -135,9 +135,7 @@ def main() -> None:
     parser.add_argument("--containers", type=int, default=1000, help="containers in the trace")
     parser.add_argument("--days", type=float, default=1.0, help="days of history")
     parser.add_argument("--step-s", type=int, default=60, help="seconds between samples")
-    parser.add_argument(
-        "--estimate", type=int, default=50_000, help="containers estimated at once"
-    )
+    parser.add_argument("--estimate", type=int, default=50_000, help="containers estimated at once")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
 
