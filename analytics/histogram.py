@@ -403,6 +403,53 @@ class HistogramArrays:
         self.total_weight = np.concatenate([self.total_weight, more.total_weight])
         self.reference_ns = np.concatenate([self.reference_ns, more.reference_ns])
 
+    def merge(self, other: HistogramArrays, into: Int64Array, source: Int64Array) -> None:
+        """Merge row source[i] of other into row into[i] of self, in order, as upstream merges.
+
+        Each pair aligns both references to the later one first (other is not modified).
+        """
+        _check_compatible(self.layout, self.half_life_ns, other.layout, other.half_life_ns)
+        into = np.asarray(into, dtype=np.int64)
+        source = np.asarray(source, dtype=np.int64)
+        # Merges into the same row must happen one after the other: do them in rounds.
+        occurrence = np.zeros(into.shape[0], dtype=np.int64)
+        if into.shape[0]:
+            order = np.argsort(into, kind="stable")
+            sorted_into = into[order]
+            starts = np.flatnonzero(np.r_[True, sorted_into[1:] != sorted_into[:-1]])
+            run = np.arange(into.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+            occurrence[order] = run
+        for round_index in range(int(occurrence.max(initial=-1)) + 1):
+            chosen = occurrence == round_index
+            self._merge_unique(other.take(source[chosen]), into[chosen])
+
+    def _merge_unique(self, other: HistogramArrays, into: Int64Array) -> None:
+        mine = self.reference_ns[into]
+        theirs = other.reference_ns
+        behind = mine < theirs
+        self.move_references(into[behind], theirs[behind])
+        ahead = theirs < mine
+        other.move_references(np.flatnonzero(ahead), mine[ahead])
+        lowest, highest = other.bucket_bounds()
+        columns = np.arange(self.layout.num_buckets)
+        inside = (columns >= lowest[:, None]) & (columns <= highest[:, None])
+        self.weights[into] = self.weights[into] + np.where(inside, other.weights, 0.0)
+        self.total_weight[into] = self.total_weight[into] + other.total_weight
+
+    def move_references(self, rows: Int64Array, new_reference_ns: Int64Array) -> None:
+        """Move the reference of `rows` (already rounded), rescaling weights by powers of two.
+
+        Like upstream, only buckets between the min and max bucket are rescaled.
+        """
+        factor = reference_scale(self.reference_ns[rows], new_reference_ns, self.half_life_ns)
+        block = self.take(rows)
+        lowest, highest = block.bucket_bounds()
+        columns = np.arange(self.layout.num_buckets)
+        inside = (columns >= lowest[:, None]) & (columns <= highest[:, None])
+        self.weights[rows] = np.where(inside, block.weights * factor[:, None], block.weights)
+        self.total_weight[rows] = block.total_weight * factor
+        self.reference_ns[rows] = new_reference_ns
+
     def row_bytes(self, index: int) -> bytes:
         """Serialized histogram `index` (same format as `DecayingHistogram.to_bytes`)."""
         lowest, highest = _bounds_of(self.weights[index], self.layout)
@@ -445,6 +492,17 @@ class PercentileWalk:
         values = self.layout.percentile_values[bucket]
         result: FloatArray = np.where(self.empty, 0.0, values)
         return result
+
+
+def reference_scale(old_ns: Int64Array, new_ns: Int64Array, half_life_ns: int) -> FloatArray:
+    """2 ** round((old - new) / half_life), or 0 where old is unset (`reference_exponent`)."""
+    unset = old_ns == UNSET_NS
+    delta = np.where(unset, 0, old_ns - new_ns).astype(np.float64) / float(half_life_ns)
+    exponent = np.floor(delta + 0.5)
+    with np.errstate(under="ignore"):
+        scale = np.ldexp(1.0, np.clip(exponent, -4000, 4000).astype(np.int32))
+    result: FloatArray = np.where(unset, 0.0, scale)
+    return result
 
 
 def _bounds_of(weights: FloatArray, layout: HistogramLayout) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from analytics.go_semantics import UNSET_NS, round_time_array
 from analytics.histogram import HistogramArrays
 from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
 
-__all__ = ["add_samples", "fold_rows", "group_starts", "reference_scale", "stable_order"]
+__all__ = ["add_samples", "fold_rows", "group_starts", "stable_order"]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -47,31 +47,6 @@ def stable_order(keys: Int64Array) -> Int64Array:
         shift += 16
         if top >> shift == 0:
             return order
-
-
-def reference_scale(old_ns: Int64Array, new_ns: Int64Array, half_life_ns: int) -> FloatArray:
-    """2 ** round((old - new) / half_life), or 0 where old is unset (`reference_exponent`)."""
-    unset = old_ns == UNSET_NS
-    delta = np.where(unset, 0, old_ns - new_ns).astype(np.float64) / float(half_life_ns)
-    exponent = np.floor(delta + 0.5)
-    with np.errstate(under="ignore"):
-        scale = np.ldexp(1.0, np.clip(exponent, -4000, 4000).astype(np.int32))
-    result: FloatArray = np.where(unset, 0.0, scale)
-    return result
-
-
-def _rescale_rows(h: HistogramArrays, rows: Int64Array, new_reference: Int64Array) -> None:
-    """Move the reference of `rows`, scaling weights between their min and max bucket only."""
-    factor = reference_scale(h.reference_ns[rows], new_reference, h.half_life_ns)
-    block = HistogramArrays(
-        h.layout, h.half_life_ns, h.weights[rows], h.total_weight[rows], h.reference_ns[rows]
-    )
-    lowest, highest = block.bucket_bounds()
-    columns = np.arange(h.layout.num_buckets)
-    inside = (columns >= lowest[:, None]) & (columns <= highest[:, None])
-    h.weights[rows] = np.where(inside, block.weights * factor[:, None], block.weights)
-    h.total_weight[rows] = block.total_weight * factor
-    h.reference_ns[rows] = new_reference
 
 
 def fold_rows(
@@ -152,7 +127,7 @@ def _add_without_moving_references(
         return False
     if starting.shape[0]:
         # Setting a reference rescales by zero, exactly as the scalar path's first sample does.
-        _rescale_rows(h, starting, reference[starting])
+        h.move_references(starting, reference[starting])
     decayed = weight * decay_factors(t_ns, reference[rows], h.half_life_ns)
     fold_rows(h, rows, h.layout.bucket_index(values), decayed)
     return True
@@ -209,4 +184,4 @@ def add_samples(
         fold_rows(h, row[chosen], bucket[chosen], decayed[chosen])
         shifted_rows, new_reference = shifts[epoch_index]
         if shifted_rows.shape[0]:
-            _rescale_rows(h, shifted_rows, new_reference)
+            h.move_references(shifted_rows, new_reference)

@@ -200,3 +200,34 @@ def test_min_max_bounds_are_the_significant_buckets(ops: list[tuple[bool, int, i
             )
         else:
             assert histogram.is_empty()
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(samples, min_size=1, max_size=4),
+    st.lists(samples, min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=6),
+)
+def test_array_merge_equals_scalar_merges(
+    targets: list[list[tuple[float, int]]],
+    sources: list[list[tuple[float, int]]],
+    pairs: list[tuple[int, int]],
+) -> None:
+    scalar_targets = [fed(values) for values in targets]
+    scalar_sources = [fed(values) for values in sources]
+    arrays = HistogramArrays.from_histograms(CPU_LAYOUT, DAY, scalar_targets)
+    other = HistogramArrays.from_histograms(CPU_LAYOUT, DAY, scalar_sources)
+    into = [i % len(targets) for i, _ in pairs]
+    source = [j % len(sources) for _, j in pairs]
+    for i, j in zip(into, source, strict=True):
+        scalar_targets[i].merge(scalar_sources[j].copy())
+    arrays.merge(other, np.array(into, dtype=np.int64), np.array(source, dtype=np.int64))
+    for index, histogram in enumerate(scalar_targets):
+        assert arrays.row(index) == histogram
+
+
+def test_array_merge_refuses_another_layout() -> None:
+    cpu = HistogramArrays.empty(CPU_LAYOUT, DAY, 1)
+    memory = HistogramArrays.empty(MEMORY_LAYOUT, DAY, 1)
+    with pytest.raises(LayoutMismatchError):
+        cpu.merge(memory, np.array([0]), np.array([0]))
