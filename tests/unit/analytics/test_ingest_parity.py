@@ -142,3 +142,23 @@ def test_long_history_moves_references_identically() -> None:
     scalar, vector, _, _ = run_both(frame, ModelParams(), [])
     assert_identical(scalar, vector)
     assert (vector.cpu.reference_ns > vector.first_sample_start_ns + 99 * 86400 * 10**9).all()
+
+
+def test_late_batches_drop_what_the_scalar_path_drops() -> None:
+    # A second batch that reaches back before the first one ended: stale CPU and memory samples
+    # are dropped and counted, a recent-enough OOM kill is kept, exactly as sample by sample.
+    frame = mixed_trace(9, days=2, step_minutes=10).with_columns(
+        pl.Series("oom", [i % 97 == 0 for i in range(1152)])
+    )
+    ordered = frame.sort("timestamp", maintain_order=True)
+    first, late = ordered[:800], ordered[600:]
+    scalar = ScalarModel()
+    expected = scalar.ingest(prepare_samples(first)) + scalar.ingest(prepare_samples(late))
+    store = AggregateStore.empty()
+    actual = ingest_samples(store, prepare_samples(first)) + ingest_samples(
+        store, prepare_samples(late)
+    )
+    assert_identical(scalar.to_store(), store)
+    assert actual == expected
+    assert actual["cpu_not_newer"] == 200
+    assert actual["memory_older"] > 0
