@@ -209,10 +209,21 @@ _LOG_L: Final = (
 _HALF_SQRT2: Final = 7.07106781186547524401e-01
 
 
+# Go's Exp2 returns early (inf, 0 or the NaN itself) outside this range.
+_EXP2_OVERFLOW: Final = 1.0239999999999999e03
+_EXP2_UNDERFLOW: Final = -1.0740e03
+# Elements per block of the in-range kernel: its eight scratch arrays stay in the L2 cache.
+_EXP2_BLOCK: Final = 32768
+
+
 def go_exp2(x: FloatArray) -> FloatArray:
     """Go's `math.Exp2` over an array, bit for bit."""
     x = np.asarray(x, dtype=np.float64)
-    finite = np.isfinite(x) & (x <= 1.0239999999999999e03) & (x >= -1.0740e03)
+    if x.size and x.min() >= _EXP2_UNDERFLOW and x.max() <= _EXP2_OVERFLOW:
+        # No NaN (min and max would be NaN), no infinity, no early return: every element
+        # takes the arithmetic path.
+        return _exp2_in_range(x.ravel()).reshape(x.shape)
+    finite = np.isfinite(x) & (x <= _EXP2_OVERFLOW) & (x >= _EXP2_UNDERFLOW)
     xs = np.where(finite, x, 0.0)
     k = np.where(xs > 0, np.trunc(xs + 0.5), np.where(xs < 0, np.trunc(xs - 0.5), 0.0))
     t = xs - k
@@ -228,6 +239,61 @@ def go_exp2(x: FloatArray) -> FloatArray:
     result: FloatArray = np.where(
         finite, value, np.where(np.isnan(x), x, np.where(x > 0, np.inf, 0.0))
     )
+    return result
+
+
+def _exp2_in_range(x: FloatArray) -> FloatArray:
+    """`go_exp2` of a 1-D array whose elements all lie in [underflow, overflow].
+
+    The same operations as the general path, block by block into reused scratch arrays: ~5x
+    faster on large arrays, where the general path's ~40 full-size temporaries are bound by
+    memory traffic. Rewritings are exact: `x + copysign(0.5, x)` is `x + 0.5` or `x - 0.5`
+    (for -0.0 it yields k = -0.0, t = +0.0, and y = 1 either way), `t * -Ln2Lo` is
+    `-t * Ln2Lo`, and additions and multiplications are commutative.
+    """
+    p1, p2, p3, p4, p5 = _EXP_P
+    n = x.shape[0]
+    result = np.empty(n, dtype=np.float64)
+    size = min(n, _EXP2_BLOCK)
+    scratch = np.empty((6, size), dtype=np.float64)
+    exponent = np.empty(size, dtype=np.int32)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        xs = x[start:stop]
+        m = stop - start
+        k, t, hi, lo, r, p = scratch[:, :m]
+        ki = exponent[:m]
+        np.copysign(0.5, xs, out=k)
+        k += xs
+        np.trunc(k, out=k)
+        np.subtract(xs, k, out=t)
+        np.multiply(t, _LN2_HI, out=hi)
+        np.multiply(t, -_LN2_LO, out=lo)
+        np.subtract(hi, lo, out=r)
+        tt = t  # t is not needed any more
+        np.multiply(r, r, out=tt)
+        # c = r - tt*(p1 + tt*(p2 + tt*(p3 + tt*(p4 + tt*p5))))
+        np.multiply(tt, p5, out=p)
+        p += p4
+        p *= tt
+        p += p3
+        p *= tt
+        p += p2
+        p *= tt
+        p += p1
+        p *= tt
+        c = p
+        np.subtract(r, p, out=c)
+        # y = 1 - ((lo - (r*c)/(2-c)) - hi)
+        y = r
+        np.multiply(r, c, out=y)
+        np.subtract(2.0, c, out=c)
+        np.divide(y, c, out=y)
+        np.subtract(lo, y, out=y)
+        y -= hi
+        np.subtract(1.0, y, out=y)
+        ki[...] = k
+        np.ldexp(y, ki, out=result[start:stop])
     return result
 
 

@@ -14,9 +14,9 @@ import numpy.typing as npt
 
 from analytics.go_semantics import UNSET_NS, round_time_array
 from analytics.histogram import HistogramArrays
-from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
+from analytics.histogram_layout import MAX_DECAY_EXPONENT, IndexArray, decay_factors
 
-__all__ = ["add_samples", "fold_rows", "group_starts", "stable_order"]
+__all__ = ["add_bucketed_samples", "add_samples", "fold_rows", "group_starts", "stable_order"]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -35,10 +35,15 @@ def stable_order(keys: Int64Array) -> Int64Array:
     """Stable argsort of non-negative integer keys, by 16-bit radix passes (linear time)."""
     if keys.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
+    top = int(keys.max())
+    if top < 1 << 16:
+        # One pass; numpy's stable sort of 8- and 16-bit integers is a radix sort.
+        narrow = np.uint8 if top < 1 << 8 else np.uint16
+        small: Int64Array = np.argsort(keys.astype(narrow), kind="stable")
+        return small
     order = np.arange(keys.shape[0])
     remaining = keys
     shift = 0
-    top = int(keys.max())
     while True:
         digit = ((remaining >> shift) & 0xFFFF).astype(np.uint16)
         step = np.argsort(digit, kind="stable")
@@ -52,7 +57,7 @@ def stable_order(keys: Int64Array) -> Int64Array:
 def fold_rows(
     h: HistogramArrays,
     rows: Int64Array,
-    buckets: Int64Array,
+    buckets: IndexArray,
     weights: FloatArray,
     *,
     zero_after: BoolArray | None = None,
@@ -111,26 +116,90 @@ def _first_index(rows: Int64Array, n_rows: int) -> Int64Array:
 
 
 def _add_without_moving_references(
-    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, values: FloatArray, weight: float
+    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, buckets: IndexArray, weight: float
 ) -> bool:
     """The common case of `add_samples`: no reference moves except being set for the first time.
 
     Returns False, changing nothing, when some sample would move a set reference.
     """
+    n = rows.shape[0]
     reference = h.reference_ns.copy()
-    unset = np.flatnonzero(reference == UNSET_NS)
     first = _first_index(rows, len(h))
-    starting = unset[first[unset] < rows.shape[0]]
+    touched = np.flatnonzero(first < n)
+    starting = touched[reference[touched] == UNSET_NS]
     reference[starting] = round_time_array(t_ns[first[starting]], h.half_life_ns)
-    limit = reference[rows] + h.half_life_ns * MAX_DECAY_EXPONENT
-    if (t_ns > limit).any():
+    limit_span = h.half_life_ns * MAX_DECAY_EXPONENT
+    # One comparison settles it unless some sample comes close to a limit.
+    if int(t_ns.max()) > int(reference[touched].min()) + limit_span and bool(
+        (t_ns > reference[rows] + limit_span).any()
+    ):
         return False
     if starting.shape[0]:
         # Setting a reference rescales by zero, exactly as the scalar path's first sample does.
         h.move_references(starting, reference[starting])
-    decayed = weight * decay_factors(t_ns, reference[rows], h.half_life_ns)
-    fold_rows(h, rows, h.layout.bucket_index(values), decayed)
+    decayed = _decayed_weights(
+        t_ns, rows, reference=reference, touched=touched, half_life_ns=h.half_life_ns, weight=weight
+    )
+    _fold_in_order(h, touched, rows, buckets, decayed)
     return True
+
+
+def _decayed_weights(
+    t_ns: Int64Array,
+    rows: Int64Array,
+    *,
+    reference: Int64Array,
+    touched: Int64Array,
+    half_life_ns: int,
+    weight: float,
+) -> FloatArray:
+    """`weight * decay_factors(t_ns, reference[rows], half_life_ns)`.
+
+    Samples usually come on a time grid (one timestamp for many containers, in time order) and
+    share a few references, so when the (run of equal timestamps, reference) pairs are few,
+    each pair's factor is computed once and spread to its samples: the same factors, bit for
+    bit, since a factor depends on t and the reference only.
+    """
+    n = t_ns.shape[0]
+    run_start = np.empty(n, dtype=bool)
+    run_start[0] = True
+    np.not_equal(t_ns[1:], t_ns[:-1], out=run_start[1:])
+    heads = np.flatnonzero(run_start)
+    references = np.unique(reference[touched])
+    if heads.shape[0] * references.shape[0] > n // 4:
+        full: FloatArray = weight * decay_factors(t_ns, reference[rows], half_life_ns)
+        return full
+    table = weight * decay_factors(t_ns[heads][None, :], references[:, None], half_life_ns)
+    if references.shape[0] == 1:
+        spread: FloatArray = np.repeat(table[0], np.diff(np.append(heads, n)))
+        return spread
+    run = np.cumsum(run_start) - 1
+    reference_id = np.searchsorted(references, reference)
+    picked: FloatArray = table.ravel()[reference_id[rows] * heads.shape[0] + run]
+    return picked
+
+
+def _flat_weights(h: HistogramArrays) -> FloatArray:
+    """`h.weights` as a flat view (made contiguous first if it is not)."""
+    if not h.weights.flags.c_contiguous:
+        h.weights = np.ascontiguousarray(h.weights)
+    flat: FloatArray = h.weights.reshape(-1)
+    return flat
+
+
+def _fold_in_order(
+    h: HistogramArrays,
+    touched: Int64Array,
+    rows: Int64Array,
+    buckets: IndexArray,
+    weights: FloatArray,
+) -> None:
+    """`fold_rows` without restarts, in place: `np.add.at` adds strictly in sequence too."""
+    # fold_rows starts each touched cell from 0.0 + its weight, which turns -0.0 into 0.0.
+    h.weights[touched] += 0.0
+    h.total_weight[touched] += 0.0
+    np.add.at(_flat_weights(h), rows * h.layout.num_buckets + buckets, weights)
+    np.add.at(h.total_weight, rows, weights)
 
 
 def add_samples(
@@ -140,15 +209,24 @@ def add_samples(
 
     rows: histogram row of each sample; t_ns: sample times; values: in the layout's unit.
     """
+    if rows.shape[0] == 0:
+        return
+    add_bucketed_samples(h, rows, t_ns, h.layout.bucket_index(values), weight)
+
+
+def add_bucketed_samples(
+    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, buckets: IndexArray, weight: float
+) -> None:
+    """`add_samples` with each sample's bucket index instead of its value."""
     n = rows.shape[0]
     if n == 0:
         return
-    if _add_without_moving_references(h, rows, t_ns, values, weight):
+    if _add_without_moving_references(h, rows, t_ns, buckets, weight):
         return
     order = stable_order(rows)
     row = rows[order]
     t = t_ns[order]
-    bucket = h.layout.bucket_index(values[order])
+    bucket = buckets[order]
     group = np.cumsum(group_starts(row)) - 1
     group_row = row[group_starts(row)]
     reference = h.reference_ns[group_row].copy()

@@ -6,10 +6,11 @@ here (`bucket_index`, `decay_factors`) so that the two paths compute bit-identic
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +29,7 @@ __all__ = [
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.integer[Any]]
 
 MIN_SAMPLE_WEIGHT: Final = 0.1
 """Weight of one CPU sample before decay (`minSampleWeight`)."""
@@ -99,6 +101,20 @@ class HistogramLayout:
         result: Int64Array = np.where(values < self.first_bucket_size, 0, index)
         return result
 
+    def amount_bucket_index(self, amounts: Int64Array, unit: float) -> IndexArray:
+        """`bucket_index(amounts / unit)` for integer amounts >= 0 (millicores with unit 1000).
+
+        One table lookup per amount. The table holds the exact `bucket_index` of every amount
+        up to a little past the start of the last bucket; larger amounts are clipped onto its
+        last entry, which is the last bucket. Layouts whose table would be too large (memory,
+        in bytes) compute `bucket_index` directly.
+        """
+        table = _amount_table(self, float(unit))
+        if table is None:
+            return self.bucket_index(np.asarray(amounts, dtype=np.int64) / unit)
+        result: IndexArray = np.take(table, amounts, mode="clip")
+        return result
+
     def describe(self) -> str:
         """Human-readable layout, for error messages."""
         return (
@@ -112,6 +128,30 @@ CPU_LAYOUT: Final = HistogramLayout(max_value=1000.0, first_bucket_size=0.01, ra
 
 MEMORY_LAYOUT: Final = HistogramLayout(max_value=1e12, first_bucket_size=1e7, ratio=1.0 + 0.05)
 """Memory peak histograms, in bytes."""
+
+_MAX_AMOUNT_TABLE: Final = 1 << 22
+"""Largest table `amount_bucket_index` keeps (one byte per amount)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _amount_table(layout: HistogramLayout, unit: float) -> npt.NDArray[np.uint8] | None:
+    """Bucket of each integer amount 0..n-1 (in 1/unit of the layout's unit), or None if big.
+
+    n - 1 lies 0.1% past the start of the last bucket, so the logarithm behind its index
+    exceeds num_buckets - 1 by ~0.02, far more than its rounding error (~1e-13): every larger
+    amount, whose scaled value is no smaller, is in the last bucket too.
+    """
+    if layout.num_buckets > 256:
+        return None
+    size = math.ceil(float(layout.bucket_starts[-1]) * unit * 1.001) + 1
+    if size > _MAX_AMOUNT_TABLE:
+        return None
+    amounts = np.arange(size, dtype=np.int64)
+    table = layout.bucket_index(amounts / unit).astype(np.uint8)
+    if table[-1] != layout.num_buckets - 1:
+        raise AssertionError(f"amount table of {layout.describe()} does not end in the last bucket")
+    table.setflags(write=False)
+    return table
 
 
 def decay_factors(t_ns: Int64Array, reference_ns: Int64Array, half_life_ns: int) -> FloatArray:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import polars as pl
 
 from analytics.go_semantics import UNSET_NS
-from analytics.histogram_kernels import add_samples
+from analytics.histogram_kernels import add_bucketed_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
 from analytics.ingest_memory import ingest_memory
 from analytics.store import AggregateStore
@@ -23,6 +23,7 @@ from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
 __all__ = ["ingest_samples"]
 
 Int64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -74,32 +75,77 @@ def _map_containers(store: AggregateStore, samples: PreparedSamples) -> Int64Arr
     return row
 
 
-def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row: Int64Array) -> int:
-    """CPU samples: per-container dedup, then one weighted sample each. Returns dropped count."""
-    valid = np.flatnonzero(samples.cpu_valid)
-    container = row[valid]
-    t_ns = samples.t_ns[valid]
-    # In canonical order (time, then container) a container's samples with equal times are
-    # adjacent: all but the first are duplicates.
-    duplicate = np.zeros(valid.shape[0], dtype=bool)
-    duplicate[1:] = (container[1:] == container[:-1]) & (t_ns[1:] == t_ns[:-1])
-    accepted = ~duplicate & (t_ns > store.last_cpu_sample_start_ns[container])
-    kept = valid[accepted]
-    np.maximum.at(store.last_cpu_sample_start_ns, row[kept], samples.t_ns[kept])
+def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row_of: Int64Array) -> int:
+    """CPU samples: per-container dedup, then one weighted sample each. Returns dropped count.
 
-    aggregate = store.container_aggregate[row[kept]]
-    t_kept = samples.t_ns[kept]
+    row_of: store row of each of the batch's containers (distinct rows for distinct containers,
+    so batch container indices identify running containers as well as store rows do).
+    """
+    container = samples.container
+    t_ns = samples.t_ns
+    millicores = samples.cpu_millicores
+    if not samples.cpu_valid.all():
+        valid = np.flatnonzero(samples.cpu_valid)
+        container, t_ns, millicores = container[valid], t_ns[valid], millicores[valid]
+    n_valid = int(t_ns.shape[0])
+    if n_valid == 0:
+        return 0
+    rejected = _rejected_cpu(store, container, t_ns, row_of)
+    if rejected is not None:
+        accepted = ~rejected
+        container, t_ns, millicores = container[accepted], t_ns[accepted], millicores[accepted]
+    if t_ns.shape[0] == 0:
+        return n_valid
+
+    # Bookkeeping per batch container first (few), then per running container and aggregate.
+    n_batch = row_of.shape[0]
+    last = np.full(n_batch, UNSET_NS, dtype=np.int64)
+    np.maximum.at(last, container, t_ns)
+    first = np.full(n_batch, _INT64_MAX, dtype=np.int64)
+    np.minimum.at(first, container, t_ns)
+    count = np.bincount(container, minlength=n_batch)
+    present = np.flatnonzero(count)
+    rows = row_of[present]
+    store.last_cpu_sample_start_ns[rows] = np.maximum(
+        store.last_cpu_sample_start_ns[rows], last[present]
+    )
+    aggregate_of = store.container_aggregate[row_of]
+    aggregate = aggregate_of[present]
     n = store.n_aggregates
-    np.maximum.at(store.last_sample_start_ns, aggregate, t_kept)
-    first = _first_time(aggregate, t_kept, n)
+    np.maximum.at(store.last_sample_start_ns, aggregate, last[present])
+    first_of_aggregate = _first_time(aggregate, first[present], n)
     current = store.first_sample_start_ns
     store.first_sample_start_ns = np.where(
-        (first != _INT64_MAX) & ((current == UNSET_NS) | (first < current)), first, current
+        (first_of_aggregate != _INT64_MAX)
+        & ((current == UNSET_NS) | (first_of_aggregate < current)),
+        first_of_aggregate,
+        current,
     )
-    store.total_samples_count += np.bincount(aggregate, minlength=n)
-    cores = samples.cpu_millicores[kept] / 1000.0
-    add_samples(store.cpu, aggregate, t_kept, cores, MIN_SAMPLE_WEIGHT)
-    return int(valid.shape[0] - kept.shape[0])
+    np.add.at(store.total_samples_count, aggregate, count[present])
+
+    buckets = store.cpu.layout.amount_bucket_index(millicores, 1000.0)
+    add_bucketed_samples(store.cpu, aggregate_of[container], t_ns, buckets, MIN_SAMPLE_WEIGHT)
+    return n_valid - int(t_ns.shape[0])
+
+
+def _rejected_cpu(
+    store: AggregateStore, container: Int64Array, t_ns: Int64Array, row_of: Int64Array
+) -> BoolArray | None:
+    """Which valid CPU samples the running containers drop (None when none is dropped)."""
+    # In canonical order (time, then container) a container's samples with equal times are
+    # adjacent: all but the first are duplicates.
+    tied = np.flatnonzero(t_ns[1:] == t_ns[:-1])
+    duplicate = tied[container[tied + 1] == container[tied]] + 1
+    # Samples not newer than the container's last one from earlier batches.
+    previous = store.last_cpu_sample_start_ns[row_of]
+    stale_possible = int(t_ns.min()) <= int(previous.max())
+    if duplicate.shape[0] == 0 and not stale_possible:
+        return None
+    rejected = np.zeros(t_ns.shape[0], dtype=bool)
+    rejected[duplicate] = True
+    if stale_possible:
+        rejected |= t_ns <= previous[container]
+    return rejected
 
 
 def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[str]:
@@ -109,7 +155,7 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
         return skipped
     row_of_batch_container = _map_containers(store, samples)
     row = row_of_batch_container[samples.container]
-    dropped_cpu = _ingest_cpu(store, samples, row)
+    dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container)
     if dropped_cpu:
         skipped["cpu_not_newer"] = dropped_cpu
     skipped.update(ingest_memory(store, samples, row))
