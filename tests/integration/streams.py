@@ -228,6 +228,20 @@ def duplicates_out_of_order() -> Stream:
     return Stream("duplicates-out-of-order", "duplicate timestamps and rows out of order", frame)
 
 
+def zero_memory() -> Stream:
+    rng = np.random.default_rng(15)
+    t = _grid(3, MINUTE)
+    cpu = _positive(0.1 + rng.normal(0, 0.01, t.size), 0.001)
+    memory = 500 * MIB + rng.normal(0, 5 * MIB, t.size)
+    memory[[0, 1440]] = 0.0  # a container starting (or restarted) with no memory yet
+    frame = _frame(t, "web-0", "app", cpu, memory)
+    return Stream(
+        "zero-memory",
+        "a zero first memory sample of an interval: upstream then keeps no peak for it",
+        frame,
+    )
+
+
 _BUILDERS: tuple[Callable[[], Stream], ...] = (
     steady,
     diurnal,
@@ -241,6 +255,7 @@ _BUILDERS: tuple[Callable[[], Stream], ...] = (
     hundred_days,
     gap,
     duplicates_out_of_order,
+    zero_memory,
 )
 STREAMS: tuple[Stream, ...] = tuple(build() for build in _BUILDERS)
 
