@@ -61,7 +61,5 @@ def test_write_then_skip_then_write_again(kube_api: client.ApiClient) -> None:
     assert final.status.recommendation.container_recommendations[0].target["cpu"] == "150m"
 
     kube.request("DELETE", vpa_path(namespace, "web"))
-    assert (
-        writer.write(final, desired_status(final, [], pods_matched=False, now="x"))
-        is WriteResult.GONE
-    )
+    lost = desired_status(final, [], pods_matched=False, now="2026-11-29T00:03:00Z")
+    assert writer.write(final, lost) is WriteResult.GONE
