@@ -13,8 +13,10 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "EXP2_BLOCK",
     "MAX_RESOURCE_AMOUNT",
     "UNSET_NS",
+    "Exp2Blocks",
     "duration_minutes",
     "go_pow",
     "go_pow_array",
@@ -212,8 +214,8 @@ _HALF_SQRT2: Final = 7.07106781186547524401e-01
 # Go's Exp2 returns early (inf, 0 or the NaN itself) outside this range.
 _EXP2_OVERFLOW: Final = 1.0239999999999999e03
 _EXP2_UNDERFLOW: Final = -1.0740e03
-# Elements per block of the in-range kernel: its eight scratch arrays stay in the L2 cache.
-_EXP2_BLOCK: Final = 32768
+EXP2_BLOCK: Final = 32768
+"""Elements per block of `Exp2Blocks` by default: its scratch arrays stay in the L2 cache."""
 
 
 def go_exp2(x: FloatArray) -> FloatArray:
@@ -222,7 +224,13 @@ def go_exp2(x: FloatArray) -> FloatArray:
     if x.size and x.min() >= _EXP2_UNDERFLOW and x.max() <= _EXP2_OVERFLOW:
         # No NaN (min and max would be NaN), no infinity, no early return: every element
         # takes the arithmetic path.
-        return _exp2_in_range(x.ravel()).reshape(x.shape)
+        flat = x.ravel()
+        blocked = np.empty(flat.shape[0], dtype=np.float64)
+        blocks = Exp2Blocks(min(flat.shape[0], EXP2_BLOCK))
+        for start in range(0, flat.shape[0], EXP2_BLOCK):
+            stop = start + EXP2_BLOCK
+            blocks.in_range(flat[start:stop], blocked[start:stop])
+        return blocked.reshape(x.shape)
     finite = np.isfinite(x) & (x <= _EXP2_OVERFLOW) & (x >= _EXP2_UNDERFLOW)
     xs = np.where(finite, x, 0.0)
     k = np.where(xs > 0, np.trunc(xs + 0.5), np.where(xs < 0, np.trunc(xs - 0.5), 0.0))
@@ -242,31 +250,37 @@ def go_exp2(x: FloatArray) -> FloatArray:
     return result
 
 
-def _exp2_in_range(x: FloatArray) -> FloatArray:
-    """`go_exp2` of a 1-D array whose elements all lie in [underflow, overflow].
+class Exp2Blocks:
+    """`go_exp2` block by block (blocks of at most `size` elements) into reused scratch arrays.
 
-    The same operations as the general path, block by block into reused scratch arrays: ~5x
-    faster on large arrays, where the general path's ~40 full-size temporaries are bound by
-    memory traffic. Rewritings are exact: `x + copysign(0.5, x)` is `x + 0.5` or `x - 0.5`
-    (for -0.0 it yields k = -0.0, t = +0.0, and y = 1 either way), `t * -Ln2Lo` is
-    `-t * Ln2Lo`, and additions and multiplications are commutative.
+    On large arrays the plain formula is bound by memory traffic (~40 full-size temporaries);
+    blocks that stay in the L2 cache make it ~5x faster. The operations are the same, up to
+    exact rewritings: `x + copysign(0.5, x)` is `x + 0.5` or `x - 0.5` (for -0.0 it gives
+    k = -0.0 and t = +0.0, and y = 1 either way), `t * -Ln2Lo` is `-t * Ln2Lo`, and additions
+    and multiplications are commutative.
     """
-    p1, p2, p3, p4, p5 = _EXP_P
-    n = x.shape[0]
-    result = np.empty(n, dtype=np.float64)
-    size = min(n, _EXP2_BLOCK)
-    scratch = np.empty((6, size), dtype=np.float64)
-    exponent = np.empty(size, dtype=np.int32)
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        xs = x[start:stop]
-        m = stop - start
-        k, t, hi, lo, r, p = scratch[:, :m]
-        ki = exponent[:m]
-        np.copysign(0.5, xs, out=k)
-        k += xs
+
+    def __init__(self, size: int = EXP2_BLOCK) -> None:
+        self.size = size
+        self._scratch = np.empty((6, size), dtype=np.float64)
+        self._exponent = np.empty(size, dtype=np.int32)
+
+    def into(self, x: FloatArray, out: FloatArray) -> None:
+        """out[:] = go_exp2(x), for a 1-D block x of at most `size` elements."""
+        if x.shape[0] and x.min() >= _EXP2_UNDERFLOW and x.max() <= _EXP2_OVERFLOW:
+            self.in_range(x, out)
+        else:
+            out[...] = go_exp2(x)
+
+    def in_range(self, x: FloatArray, out: FloatArray) -> None:
+        """`into` for a block whose elements all lie in [underflow, overflow]."""
+        p1, p2, p3, p4, p5 = _EXP_P
+        m = x.shape[0]
+        k, t, hi, lo, r, p = self._scratch[:, :m]
+        np.copysign(0.5, x, out=k)
+        k += x
         np.trunc(k, out=k)
-        np.subtract(xs, k, out=t)
+        np.subtract(x, k, out=t)
         np.multiply(t, _LN2_HI, out=hi)
         np.multiply(t, -_LN2_LO, out=lo)
         np.subtract(hi, lo, out=r)
@@ -292,9 +306,9 @@ def _exp2_in_range(x: FloatArray) -> FloatArray:
         np.subtract(lo, y, out=y)
         y -= hi
         np.subtract(1.0, y, out=y)
-        ki[...] = k
-        np.ldexp(y, ki, out=result[start:stop])
-    return result
+        exponent = self._exponent[:m]
+        exponent[...] = k
+        np.ldexp(y, exponent, out=out)
 
 
 def go_log(x: FloatArray) -> FloatArray:

@@ -14,13 +14,21 @@ import numpy.typing as npt
 
 from analytics.go_semantics import UNSET_NS, round_time_array
 from analytics.histogram import HistogramArrays
-from analytics.histogram_layout import MAX_DECAY_EXPONENT, IndexArray, decay_factors
+from analytics.histogram_layout import (
+    MAX_DECAY_EXPONENT,
+    IndexArray,
+    decay_factors,
+    weighted_decay_factors,
+)
 
 __all__ = ["add_bucketed_samples", "add_samples", "fold_rows", "group_starts", "stable_order"]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+
+_FOLD_BLOCK = 65536
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 def group_starts(sorted_keys: Int64Array) -> BoolArray:
@@ -115,6 +123,22 @@ def _first_index(rows: Int64Array, n_rows: int) -> Int64Array:
     return first
 
 
+def _first_times(rows: Int64Array, t_ns: Int64Array, n_rows: int) -> tuple[Int64Array, Int64Array]:
+    """Rows with samples, and per row the time of its first sample (in sequence order)."""
+    if bool((t_ns[1:] >= t_ns[:-1]).all()):
+        # Times in order (as batches are): a row's first sample is its earliest.
+        first_t = np.full(n_rows, _INT64_MAX, dtype=np.int64)
+        np.minimum.at(first_t, rows, t_ns)
+        if t_ns[-1] != _INT64_MAX:
+            return np.flatnonzero(first_t != _INT64_MAX), first_t
+        return np.flatnonzero(np.bincount(rows, minlength=n_rows)), first_t
+    first = _first_index(rows, n_rows)
+    touched = np.flatnonzero(first < rows.shape[0])
+    first_t = np.zeros(n_rows, dtype=np.int64)
+    first_t[touched] = t_ns[first[touched]]
+    return touched, first_t
+
+
 def _add_without_moving_references(
     h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, buckets: IndexArray, weight: float
 ) -> bool:
@@ -122,12 +146,10 @@ def _add_without_moving_references(
 
     Returns False, changing nothing, when some sample would move a set reference.
     """
-    n = rows.shape[0]
     reference = h.reference_ns.copy()
-    first = _first_index(rows, len(h))
-    touched = np.flatnonzero(first < n)
+    touched, first_t = _first_times(rows, t_ns, len(h))
     starting = touched[reference[touched] == UNSET_NS]
-    reference[starting] = round_time_array(t_ns[first[starting]], h.half_life_ns)
+    reference[starting] = round_time_array(first_t[starting], h.half_life_ns)
     limit_span = h.half_life_ns * MAX_DECAY_EXPONENT
     # One comparison settles it unless some sample comes close to a limit.
     if int(t_ns.max()) > int(reference[touched].min()) + limit_span and bool(
@@ -164,11 +186,10 @@ def _decayed_weights(
     run_start = np.empty(n, dtype=bool)
     run_start[0] = True
     np.not_equal(t_ns[1:], t_ns[:-1], out=run_start[1:])
-    heads = np.flatnonzero(run_start)
     references = np.unique(reference[touched])
-    if heads.shape[0] * references.shape[0] > n // 4:
-        full: FloatArray = weight * decay_factors(t_ns, reference[rows], half_life_ns)
-        return full
+    if np.count_nonzero(run_start) * references.shape[0] > n // 4:
+        return weighted_decay_factors(t_ns, rows, reference, half_life_ns, weight)
+    heads = np.flatnonzero(run_start)
     table = weight * decay_factors(t_ns[heads][None, :], references[:, None], half_life_ns)
     if references.shape[0] == 1:
         spread: FloatArray = np.repeat(table[0], np.diff(np.append(heads, n)))
@@ -198,7 +219,17 @@ def _fold_in_order(
     # fold_rows starts each touched cell from 0.0 + its weight, which turns -0.0 into 0.0.
     h.weights[touched] += 0.0
     h.total_weight[touched] += 0.0
-    np.add.at(_flat_weights(h), rows * h.layout.num_buckets + buckets, weights)
+    flat = _flat_weights(h)
+    n = rows.shape[0]
+    size = min(n, _FOLD_BLOCK)
+    cells = np.empty(size, dtype=np.int64)
+    # Blocks in sequence keep each cell's additions in order without a full-size cell array.
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        block = cells[: stop - start]
+        np.multiply(rows[start:stop], h.layout.num_buckets, out=block)
+        block += buckets[start:stop]
+        np.add.at(flat, block, weights[start:stop])
     np.add.at(h.total_weight, rows, weights)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from analytics.go_semantics import go_exp2, go_log, go_pow
+from analytics.go_semantics import EXP2_BLOCK, Exp2Blocks, go_exp2, go_log, go_pow
 
 __all__ = [
     "CPU_LAYOUT",
@@ -25,6 +25,7 @@ __all__ = [
     "MIN_SAMPLE_WEIGHT",
     "HistogramLayout",
     "decay_factors",
+    "weighted_decay_factors",
 ]
 
 Int64Array = npt.NDArray[np.int64]
@@ -158,4 +159,36 @@ def decay_factors(t_ns: Int64Array, reference_ns: Int64Array, half_life_ns: int)
     """2 ** ((t - reference) / half_life): the weight of a sample at t relative to the reference."""
     elapsed = (np.asarray(t_ns, dtype=np.int64) - reference_ns).astype(np.float64)
     result: FloatArray = go_exp2(elapsed / float(half_life_ns))
+    return result
+
+
+def weighted_decay_factors(
+    t_ns: Int64Array,
+    rows: Int64Array,
+    row_reference_ns: Int64Array,
+    half_life_ns: int,
+    weight: float,
+) -> FloatArray:
+    """`weight * decay_factors(t_ns, row_reference_ns[rows], half_life_ns)`, bit for bit.
+
+    Computed block by block, so that the per-sample references, elapsed times and exponents
+    never exist as full-size arrays.
+    """
+    n = t_ns.shape[0]
+    result = np.empty(n, dtype=np.float64)
+    size = min(n, EXP2_BLOCK)
+    elapsed = np.empty(size, dtype=np.int64)
+    exponent = np.empty(size, dtype=np.float64)
+    blocks = Exp2Blocks(size)
+    scale = float(half_life_ns)
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        m = stop - start
+        np.take(row_reference_ns, rows[start:stop], out=elapsed[:m])
+        np.subtract(t_ns[start:stop], elapsed[:m], out=elapsed[:m])
+        exponent[:m] = elapsed[:m]
+        exponent[:m] /= scale
+        out = result[start:stop]
+        blocks.into(exponent[:m], out)
+        out *= weight
     return result

@@ -16,7 +16,7 @@ import polars as pl
 from analytics.go_semantics import UNSET_NS
 from analytics.histogram_kernels import add_bucketed_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
-from analytics.ingest_memory import ingest_memory
+from analytics.ingest_memory import ingest_memory_of_containers
 from analytics.store import AggregateStore
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
 
@@ -154,9 +154,8 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
     if len(samples) == 0:
         return skipped
     row_of_batch_container = _map_containers(store, samples)
-    row = row_of_batch_container[samples.container]
     dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container)
     if dropped_cpu:
         skipped["cpu_not_newer"] = dropped_cpu
-    skipped.update(ingest_memory(store, samples, row))
+    skipped.update(ingest_memory_of_containers(store, samples, row_of_batch_container))
     return skipped

@@ -5,19 +5,24 @@ interval. Intervals are anchored at the container's first memory sample; a large
 an interval replaces the interval's peak in the histogram (subtract the old, add the new). Here
 every container is processed at once:
 
-1. drop what the scalar path drops (samples older than the last one, OOM kills older than the
+1. group the events by running container (canonical order within each group);
+2. drop what the scalar path drops (samples older than the last one, OOM kills older than the
    current interval) before the first sample that is kept;
-2. give each event its interval end (`window_end`), from the container's anchor;
-3. resolve OOM kill values, which depend on the usage peak so far, in rounds over the k-th
+3. cut each group into segments, one per interval (`window_end`), from the container's anchor;
+4. resolve OOM kill values, which depend on the usage peak so far, in rounds over the k-th
    kill of every container (kills are rare, so the rounds are few);
-4. find the peak changes (prefix-maximum records per interval) and emit histogram operations;
-5. fold the operations into the histograms in their original order (see `histogram_kernels`).
+5. find the peak changes (prefix-maximum records per segment) and emit histogram operations;
+6. fold the operations into the histograms in their original order (see `histogram_kernels`).
+
+Per-event work is kept to a few passes (one sort, interval indices, one running maximum);
+everything else runs per group, per segment or per peak change, which are far fewer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +35,7 @@ from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
 from analytics.store import AggregateStore
 from analytics.usage import PreparedSamples
 
-__all__ = ["ingest_memory"]
+__all__ = ["ingest_memory", "ingest_memory_of_containers"]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -71,63 +76,208 @@ def _exclusive_cummax(values: Int64Array, segment: Int64Array) -> Int64Array:
     return previous
 
 
+def _runs(first: Int64Array, n: int) -> Int64Array:
+    """Run id of each of n items, given the (ascending) first item of each run."""
+    sizes = np.diff(np.append(first, n))
+    result: Int64Array = np.repeat(np.arange(first.shape[0]), sizes)
+    return result
+
+
+def _run_of(first: Int64Array, index: Int64Array) -> Int64Array:
+    """Run id of the items `index`, given the (ascending) first item of each run."""
+    result: Int64Array = np.searchsorted(first, index, side="right") - 1
+    return result
+
+
 @dataclass
 class _Events:
-    """Memory events of the batch, sorted by running container, then canonical order."""
+    """Memory events of the batch in groups, one per running container, in canonical order.
 
-    position: Int64Array  # canonical position: 2 * sample row + (1 for an OOM kill)
+    Groups follow the batch's container order; `group_*` arrays have one entry per group.
+    """
+
+    sample: Int64Array  # sample row of each event
     is_oom: BoolArray
+    any_oom: bool
     t_ns: Int64Array
     value: Int64Array  # usage bytes, or the request at the kill for OOM kills
-    container: Int64Array  # store row of the running container
+    group_first: Int64Array  # first event of each group
+    group_row: Int64Array  # store row of each group's running container
 
-    def take(self, mask: BoolArray | Int64Array) -> _Events:
+    @property
+    def n(self) -> int:
+        return int(self.t_ns.shape[0])
+
+    @cached_property
+    def group_last(self) -> Int64Array:
+        result: Int64Array = np.append(self.group_first[1:], self.n) - 1
+        return result
+
+    @cached_property
+    def group(self) -> Int64Array:
+        """Group of each event."""
+        return _runs(self.group_first, self.n)
+
+    @cached_property
+    def container(self) -> Int64Array:
+        """Store row of each event's running container."""
+        result: Int64Array = self.group_row[self.group]
+        return result
+
+    def position(self, index: Int64Array) -> Int64Array:
+        """Canonical position of events `index`: 2 * sample row + (1 for an OOM kill)."""
+        result: Int64Array = self.sample[index] * 2 + self.is_oom[index]
+        return result
+
+    def take(self, index: Int64Array) -> _Events:
+        """Events `index` (ascending); groups left without events disappear."""
+        group = self.group[index]
+        remaining = np.flatnonzero(np.bincount(group, minlength=self.group_first.shape[0]))
+        is_oom = self.is_oom[index]
         return _Events(
-            self.position[mask],
-            self.is_oom[mask],
-            self.t_ns[mask],
-            self.value[mask],
-            self.container[mask],
+            sample=self.sample[index],
+            is_oom=is_oom,
+            any_oom=bool(is_oom.any()),
+            t_ns=self.t_ns[index],
+            value=self.value[index],
+            group_first=np.searchsorted(group, remaining),
+            group_row=self.group_row[remaining],
         )
 
 
-def _events(samples: PreparedSamples, container_row: Int64Array) -> _Events:
-    regular = np.flatnonzero(samples.memory_valid)
+def _events(samples: PreparedSamples, row_of: Int64Array) -> _Events:
     kills = np.flatnonzero(samples.oom)
-    rows = np.concatenate([regular, kills])
-    is_oom = np.concatenate([np.zeros(regular.shape[0], bool), np.ones(kills.shape[0], bool)])
-    value = np.concatenate([samples.memory_bytes[regular], samples.oom_memory_bytes[kills]])
-    events = _Events(rows * 2 + is_oom, is_oom, samples.t_ns[rows], value, container_row[rows])
-    if kills.shape[0]:
-        events = events.take(np.argsort(events.position, kind="stable"))
-    return events.take(stable_order(events.container))
+    if kills.shape[0] == 0 and samples.memory_valid.all():
+        # Every sample is an event, already in canonical order.
+        key = samples.container
+        sample = stable_order(key)
+        is_oom = np.zeros(sample.shape[0], dtype=bool)
+        t_ns = np.take(samples.t_ns, sample)
+        value = np.take(samples.memory_bytes, sample)
+    else:
+        regular = np.flatnonzero(samples.memory_valid)
+        rows = np.concatenate([regular, kills])
+        oom = np.concatenate([np.zeros(regular.shape[0], bool), np.ones(kills.shape[0], bool)])
+        if kills.shape[0]:
+            canonical = np.argsort(rows * 2 + oom, kind="stable")
+            rows, oom = rows[canonical], oom[canonical]
+        key = samples.container[rows]
+        order = stable_order(key)
+        sample, is_oom = rows[order], oom[order]
+        t_ns = samples.t_ns[sample]
+        value = np.where(is_oom, samples.oom_memory_bytes[sample], samples.memory_bytes[sample])
+    size = np.bincount(key, minlength=row_of.shape[0])
+    present = np.flatnonzero(size)
+    return _Events(
+        sample=sample,
+        is_oom=is_oom,
+        any_oom=bool(kills.shape[0]),
+        t_ns=t_ns,
+        value=value,
+        group_first=np.cumsum(size[present]) - size[present],
+        group_row=row_of[present],
+    )
+
+
+def _kept(events: _Events, store: AggregateStore, interval_ns: int) -> BoolArray | None:
+    """Which events the running containers keep: all from the first keepable one of each group.
+
+    None when every event is kept.
+    """
+    window_end0 = store.window_end_ns[events.group_row]
+    last_sample0 = store.last_memory_sample_start_ns[events.group_row]
+    oldest_kept_kill = np.where(window_end0 == UNSET_NS, UNSET_NS, window_end0 - interval_ns)
+    first = events.group_first
+    first_keepable = np.where(
+        events.is_oom[first],
+        events.t_ns[first] >= oldest_kept_kill,
+        events.t_ns[first] >= last_sample0,
+    )
+    if first_keepable.all():
+        return None
+    group = events.group
+    keepable = np.where(
+        events.is_oom,
+        events.t_ns >= oldest_kept_kill[group],
+        events.t_ns >= last_sample0[group],
+    )
+    first_kept = np.full(first.shape[0], events.n, dtype=np.int64)
+    positions = np.arange(events.n)
+    np.minimum.at(first_kept, group[keepable], positions[keepable])
+    kept: BoolArray = positions >= first_kept[group]
+    return kept
 
 
 @dataclass
 class _Windows:
-    """Interval structure of the kept events (same order as the events)."""
+    """Segments of the kept events: runs of one running container and one interval.
 
-    group: Int64Array  # index of the running container among the batch's containers
-    window_end: Int64Array
-    segment: Int64Array  # run id of (container, window)
-    continuing: BoolArray  # the event falls in the container's interval from before the batch
-    opener: BoolArray  # the event opens a new interval
+    `seg_*` arrays have one entry per segment; per-event views are computed on demand.
+    """
+
+    n: int
+    boundary: BoolArray  # per event: it starts a segment
+    group_first: Int64Array
+    seg_first: Int64Array  # first event of each segment
+    seg_group: Int64Array
+    seg_window_end: Int64Array
+    seg_continuing: BoolArray  # the container's interval from before the batch
+
+    def segment_of(self, index: Int64Array) -> Int64Array:
+        return _run_of(self.seg_first, index)
+
+    @cached_property
+    def opener_index(self) -> Int64Array:
+        """Events that open a new interval."""
+        result: Int64Array = self.seg_first[~self.seg_continuing]
+        return result
+
+    @cached_property
+    def segment(self) -> Int64Array:
+        return _runs(self.seg_first, self.n)
+
+    @cached_property
+    def group(self) -> Int64Array:
+        return _runs(self.group_first, self.n)
+
+    @cached_property
+    def continuing(self) -> BoolArray:
+        result: BoolArray = self.seg_continuing[self.segment]
+        return result
+
+    @cached_property
+    def opener(self) -> BoolArray:
+        result: BoolArray = self.boundary & ~self.continuing
+        return result
 
 
 def _windows(events: _Events, store: AggregateStore, interval_ns: int) -> _Windows:
-    starts = group_starts(events.container)
-    group = np.cumsum(starts) - 1
-    first_index = np.flatnonzero(starts)
-    window_end0 = store.window_end_ns[events.container]
-    anchor = np.where(window_end0 != UNSET_NS, window_end0, events.t_ns[first_index][group])
-    elapsed = events.t_ns - anchor
-    later = anchor + (np.maximum(elapsed, 0) // interval_ns + 1) * interval_ns
-    window_end = np.where(events.t_ns < anchor, anchor, later)
-    continuing = (window_end0 != UNSET_NS) & (window_end == window_end0)
-    boundary = starts.copy()
-    boundary[1:] |= window_end[1:] != window_end[:-1]
-    segment = np.cumsum(boundary) - 1
-    return _Windows(group, window_end, segment, continuing, boundary & ~continuing)
+    first = events.group_first
+    window_end0 = store.window_end_ns[events.group_row]
+    anchor = np.where(window_end0 != UNSET_NS, window_end0, events.t_ns[first])
+    # Interval k >= 0 after the anchor ends at anchor + (k + 1) * interval; events before the
+    # anchor (k = -1) belong to the interval ending at the anchor.
+    index = np.repeat(anchor, np.diff(np.append(first, events.n)))
+    np.subtract(events.t_ns, index, out=index)
+    index //= interval_ns
+    np.maximum(index, -1, out=index)
+    boundary = np.empty(events.n, dtype=bool)
+    boundary[0] = True
+    np.not_equal(index[1:], index[:-1], out=boundary[1:])
+    boundary[first] = True
+    seg_first = np.flatnonzero(boundary)
+    seg_group = _run_of(first, seg_first)
+    seg_window_end = anchor[seg_group] + (index[seg_first] + 1) * interval_ns
+    seg_end0 = window_end0[seg_group]
+    return _Windows(
+        n=events.n,
+        boundary=boundary,
+        group_first=first,
+        seg_first=seg_first,
+        seg_group=seg_group,
+        seg_window_end=seg_window_end,
+        seg_continuing=(seg_end0 != UNSET_NS) & (seg_window_end == seg_end0),
+    )
 
 
 def _records(
@@ -142,6 +292,44 @@ def _records(
     previous_peak = np.maximum(start_value, earlier)
     record = ~opener & (start_value != 0) & (value > previous_peak)
     return record, previous_peak
+
+
+def _peak_changes(
+    value: Int64Array, windows: _Windows, start_value: Int64Array
+) -> tuple[Int64Array, Int64Array]:
+    """`_records` for values >= 0 with one start value per segment, as (events, replaced peaks).
+
+    One running maximum over all segments, each lifted above the earlier ones; a continuing
+    segment's first event is lifted to at least the carried peak. An event raises the peak
+    exactly where the running maximum rises, except at a segment's first event, which only
+    competes with the carried peak (and opens a new interval otherwise).
+    """
+    n_segments = windows.seg_first.shape[0]
+    width = max(int(value.max()), int(start_value.max())) + 1
+    if n_segments * width >= 2**62:
+        segment = windows.segment
+        record, replaced = _records(value, windows.opener, start_value[segment], segment)
+        changed = np.flatnonzero(record)
+        return changed, replaced[changed]
+    lift = np.arange(n_segments, dtype=np.int64) * width
+    lifted = np.repeat(lift, np.diff(np.append(windows.seg_first, windows.n)))
+    lifted += value
+    continuing = np.flatnonzero(windows.seg_continuing)
+    continuing_first = windows.seg_first[continuing]
+    carried = start_value[continuing]
+    lifted[continuing_first] = lift[continuing] + np.maximum(value[continuing_first], carried)
+    running = np.maximum.accumulate(lifted, out=lifted)
+    rises = np.flatnonzero(running[1:] > running[:-1]) + 1
+    rises = rises[~windows.boundary[rises]]
+    rise_segment = windows.segment_of(rises)
+    beats_carried = value[continuing_first] > carried
+    changed = np.concatenate([rises, continuing_first[beats_carried]])
+    segment = np.concatenate([rise_segment, continuing[beats_carried]])
+    replaced = np.concatenate([running[rises - 1] - lift[rise_segment], carried[beats_carried]])
+    live = start_value[segment] != 0
+    changed, replaced = changed[live], replaced[live]
+    order = np.argsort(changed, kind="stable")
+    return changed[order], replaced[order]
 
 
 def _start_values(
@@ -231,53 +419,53 @@ def _resolve_oom_values(events: _Events, windows: _Windows, store: AggregateStor
 def ingest_memory(
     store: AggregateStore, samples: PreparedSamples, container_row: Int64Array
 ) -> Counter[str]:
-    """Fold the batch's memory samples and OOM kills into the store; returns dropped counts."""
+    """Fold the batch's memory samples and OOM kills into the store; returns dropped counts.
+
+    container_row: store row of each sample's running container.
+    """
+    row_of_container = np.zeros(samples.container_keys.height, dtype=np.int64)
+    row_of_container[samples.container] = container_row
+    return ingest_memory_of_containers(store, samples, row_of_container)
+
+
+def ingest_memory_of_containers(
+    store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
+) -> Counter[str]:
+    """`ingest_memory`, given the store row of each of the batch's containers instead."""
     skipped: Counter[str] = Counter()
     interval_ns = store.params.memory_interval_ns
-    events = _events(samples, container_row)
-    if events.t_ns.shape[0] == 0:
+    events = _events(samples, row_of_container)
+    if events.n == 0:
         return skipped
-
-    window_end0 = store.window_end_ns[events.container]
-    last_sample0 = store.last_memory_sample_start_ns[events.container]
-    oldest_kept_kill = np.where(window_end0 == UNSET_NS, UNSET_NS, window_end0 - interval_ns)
-    keepable = np.where(events.is_oom, events.t_ns >= oldest_kept_kill, events.t_ns >= last_sample0)
-    starts = group_starts(events.container)
-    group = np.cumsum(starts) - 1
-    first_kept = np.full(int(group[-1]) + 1, events.t_ns.shape[0], dtype=np.int64)
-    positions = np.arange(events.t_ns.shape[0])
-    np.minimum.at(first_kept, group[keepable], positions[keepable])
-    kept = positions >= first_kept[group]
-    dropped_kills = int(np.count_nonzero(~kept & events.is_oom))
-    dropped_samples = int(np.count_nonzero(~kept & ~events.is_oom))
-    if dropped_samples:
-        skipped["memory_older"] = dropped_samples
-    if dropped_kills:
-        skipped["oom_too_old"] = dropped_kills
-    events = events.take(kept)
-    if events.t_ns.shape[0] == 0:
-        return skipped
+    kept = _kept(events, store, interval_ns)
+    if kept is not None:
+        dropped_kills = int(np.count_nonzero(~kept & events.is_oom))
+        dropped_samples = int(np.count_nonzero(~kept & ~events.is_oom))
+        if dropped_samples:
+            skipped["memory_older"] = dropped_samples
+        if dropped_kills:
+            skipped["oom_too_old"] = dropped_kills
+        events = events.take(np.flatnonzero(kept))
+        if events.n == 0:
+            return skipped
 
     windows = _windows(events, store, interval_ns)
-    value = _resolve_oom_values(events, windows, store)
-    all_events = np.arange(events.t_ns.shape[0])
-    container = events.container
-    carried_peak = np.maximum(store.memory_peak_bytes[container], store.oom_peak_bytes[container])
-    record, replaced = _records(
-        value,
-        windows.opener,
-        _start_values(value, windows, carried_peak, all_events),
-        windows.segment,
+    value = _resolve_oom_values(events, windows, store) if events.any_oom else events.value
+    rows = events.group_row
+    carried_peak = np.maximum(store.memory_peak_bytes[rows], store.oom_peak_bytes[rows])
+    start_value = np.where(
+        windows.seg_continuing, carried_peak[windows.seg_group], value[windows.seg_first]
     )
+    changed, replaced = _peak_changes(value, windows, start_value)
     _apply_operations(
         store=store,
         events=events,
         windows=windows,
         value=value,
-        record=record,
+        changed=changed,
         replaced=replaced,
     )
-    _update_containers(store, events, windows, value, record)
+    _update_containers(store, events, windows, value, changed)
     return skipped
 
 
@@ -286,21 +474,28 @@ def _update_containers(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    record: BoolArray,
+    changed: Int64Array,
 ) -> None:
-    ends = np.flatnonzero(np.append(windows.group[1:] != windows.group[:-1], True))
-    rows = events.container[ends]
-    in_last = windows.segment == windows.segment[ends][windows.group]
-    adds = (record | windows.opener) & in_last
-    continuing_last = windows.continuing[ends]
+    """Each running container's interval, peaks and last sample time after the batch."""
+    rows = events.group_row
+    last = events.group_last
+    last_segment = windows.segment_of(last)
+    continuing_last = windows.seg_continuing[last_segment]
     usage = np.where(continuing_last, store.memory_peak_bytes[rows], 0)
     kill = np.where(continuing_last, store.oom_peak_bytes[rows], 0)
-    np.maximum.at(usage, windows.group[adds & ~events.is_oom], value[adds & ~events.is_oom])
-    np.maximum.at(kill, windows.group[adds & events.is_oom], value[adds & events.is_oom])
+    # The peaks added in each container's last interval.
+    adds = np.concatenate([changed, windows.opener_index])
+    add_segment = windows.segment_of(adds)
+    add_group = windows.seg_group[add_segment]
+    in_last = add_segment == last_segment[add_group]
+    adds, add_group = adds[in_last], add_group[in_last]
+    oom = events.is_oom[adds]
+    np.maximum.at(usage, add_group[~oom], value[adds[~oom]])
+    np.maximum.at(kill, add_group[oom], value[adds[oom]])
     store.memory_peak_bytes[rows] = usage
     store.oom_peak_bytes[rows] = kill
-    store.window_end_ns[rows] = windows.window_end[ends]
-    store.last_memory_sample_start_ns[rows] = events.t_ns[ends]
+    store.window_end_ns[rows] = windows.seg_window_end[last_segment]
+    store.last_memory_sample_start_ns[rows] = events.t_ns[last]
 
 
 @dataclass
@@ -322,21 +517,21 @@ def _operations(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    record: BoolArray,
+    changed: Int64Array,
     replaced: Int64Array,
 ) -> _Operations:
-    adds = np.flatnonzero(record | windows.opener)
-    removes = np.flatnonzero(record)
-    order_key = np.concatenate([events.position[removes] * 2, events.position[adds] * 2 + 1])
-    index = np.concatenate([removes, adds])
+    """A peak change removes the replaced peak, then adds the new one; an opener only adds."""
+    adds = np.concatenate([changed, windows.opener_index])
+    order_key = np.concatenate([events.position(changed) * 2, events.position(adds) * 2 + 1])
     order = np.argsort(order_key, kind="stable")
-    index = index[order]
-    is_add = np.concatenate([np.zeros(removes.shape[0], bool), np.ones(adds.shape[0], bool)])
+    index = np.concatenate([changed, adds])[order]
+    is_add = np.concatenate([np.zeros(changed.shape[0], bool), np.ones(adds.shape[0], bool)])
     is_add = is_add[order]
+    segment = windows.segment_of(index)
     return _Operations(
-        aggregate=store.container_aggregate[events.container[index]],
-        t_ns=windows.window_end[index],
-        value=np.where(is_add, value[index], replaced[index]),
+        aggregate=store.container_aggregate[events.group_row[windows.seg_group[segment]]],
+        t_ns=windows.seg_window_end[segment],
+        value=np.concatenate([replaced, value[adds]])[order],
         sign=np.where(is_add, 1, -1),
     )
 
@@ -347,7 +542,7 @@ def _apply_operations(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    record: BoolArray,
+    changed: Int64Array,
     replaced: Int64Array,
 ) -> None:
     operations = _operations(
@@ -355,25 +550,30 @@ def _apply_operations(
         events=events,
         windows=windows,
         value=value,
-        record=record,
+        changed=changed,
         replaced=replaced,
     )
     if operations.sign.shape[0] == 0:
         return
-    slow = _needs_replay(store, operations)
+    prepared = _Prepared.of(store, operations)
+    slow = _needs_replay(store, operations, prepared)
     if slow.any():
         _replay(store, operations.take(np.isin(operations.aggregate, np.flatnonzero(slow))))
-        operations = operations.take(~slow[operations.aggregate])
+        fast = ~slow[operations.aggregate]
+        operations = operations.take(fast)
+        # The replay only rewrote the slow aggregates: what was prepared for the others holds.
+        prepared = prepared.take(fast, operations, len(store.memory))
     if operations.sign.shape[0]:
-        _fold_operations(store, operations)
+        _fold_operations(store, operations, prepared)
 
 
-def _effective_reference(h: HistogramArrays, operations: _Operations) -> Int64Array:
+def _effective_reference(
+    h: HistogramArrays, operations: _Operations, touched: _Touched
+) -> Int64Array:
     """Per operation: its aggregate's reference, or the one its first operation will set."""
-    touched = np.unique(operations.aggregate)
-    reference = h.reference_ns[touched]
-    local = np.searchsorted(touched, operations.aggregate)
-    first = np.full(touched.shape[0], operations.sign.shape[0], dtype=np.int64)
+    reference = h.reference_ns[touched.rows]
+    local = touched.local[operations.aggregate]
+    first = np.full(touched.rows.shape[0], operations.sign.shape[0], dtype=np.int64)
     np.minimum.at(first, local, np.arange(operations.sign.shape[0]))
     unset = reference == UNSET_NS
     reference[unset] = round_time_array(operations.t_ns[first[unset]], h.half_life_ns)
@@ -439,27 +639,67 @@ class _Committed:
             rest_total=h.total_weight[touched.rows] - np.bincount(aggregate, weight, minlength=m),
         )
 
+    def take(self, local: Int64Array) -> _Committed:
+        """The rows of the touched aggregates numbered `local`."""
+        return _Committed(
+            self.open_count[local], self.rest[local], self.open_total[local], self.rest_total[local]
+        )
 
-def _needs_replay(store: AggregateStore, operations: _Operations) -> BoolArray:
+
+@dataclass
+class _Prepared:
+    """What both the replay check and the fold need, per operation or touched aggregate."""
+
+    touched: _Touched
+    reference: Int64Array  # per operation: the effective reference of its aggregate
+    weight: FloatArray  # per operation: its peak's decayed weight
+    bucket: Int64Array  # per operation: its peak's bucket
+    committed: _Committed
+
+    @classmethod
+    def of(cls, store: AggregateStore, operations: _Operations) -> _Prepared:
+        h = store.memory
+        touched = _Touched.of(operations.aggregate, len(h))
+        reference = _effective_reference(h, operations, touched)
+        return cls(
+            touched=touched,
+            reference=reference,
+            weight=MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns),
+            bucket=h.layout.bucket_index(operations.value.astype(np.float64)),
+            committed=_Committed.of(store, touched),
+        )
+
+    def take(self, keep: BoolArray, kept: _Operations, n: int) -> _Prepared:
+        """Restricted to the operations `keep` (which are `kept`), of whole aggregates."""
+        touched = _Touched.of(kept.aggregate, n)
+        return _Prepared(
+            touched=touched,
+            reference=self.reference[keep],
+            weight=self.weight[keep],
+            bucket=self.bucket[keep],
+            committed=self.committed.take(self.touched.local[touched.rows]),
+        )
+
+
+def _needs_replay(store: AggregateStore, operations: _Operations, prepared: _Prepared) -> BoolArray:
     """Aggregates the fast fold cannot reproduce exactly (moved reference, sub-peak residue)."""
     h = store.memory
-    touched = _Touched.of(operations.aggregate, len(h))
-    reference = _effective_reference(h, operations)
+    touched = prepared.touched
+    reference = prepared.reference
     slow = np.zeros(len(h), dtype=bool)
     slow[
         operations.aggregate[operations.t_ns > reference + h.half_life_ns * MAX_DECAY_EXPONENT]
     ] = True
-    weight = MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns)
-    slow[operations.aggregate[weight < _SOLID]] = True
+    slow[operations.aggregate[prepared.weight < _SOLID]] = True
     rows = touched.rows
     was_unset = h.reference_ns[rows] == UNSET_NS
     slow[rows] |= was_unset & ((h.weights[rows] != 0).any(axis=1) | (h.total_weight[rows] != 0))
 
-    committed = _Committed.of(store, touched)
+    committed = prepared.committed
     ambiguous = (committed.rest >= _NOISE) & (committed.rest < _SOLID)
     removes = operations.sign < 0
     removed = operations.aggregate[removes]
-    removal_buckets = h.layout.bucket_index(operations.value[removes].astype(np.float64))
+    removal_buckets = prepared.bucket[removes]
     slow[removed[ambiguous[touched.local[removed], removal_buckets]]] = True
     ambiguous_total = (committed.rest_total >= _NOISE) & (committed.rest_total < _SOLID)
     slow[removed[ambiguous_total[touched.local[removed]]]] = True
@@ -484,18 +724,17 @@ def _replay(store: AggregateStore, operations: _Operations) -> None:
         store.memory.set_row(int(aggregate), histogram)
 
 
-def _fold_operations(store: AggregateStore, operations: _Operations) -> None:
+def _fold_operations(store: AggregateStore, operations: _Operations, prepared: _Prepared) -> None:
     """Apply operations with the vectorized fold, tracking when buckets become exactly empty."""
     h = store.memory
-    touched = _Touched.of(operations.aggregate, len(h))
-    reference = _effective_reference(h, operations)
-    committed = _Committed.of(store, touched)
+    touched = prepared.touched
+    committed = prepared.committed
     newly_set = h.reference_ns[operations.aggregate] == UNSET_NS
     # Setting a reference scales by zero: all weights of these histograms are zero already.
     h.total_weight[operations.aggregate[newly_set]] = 0.0
-    h.reference_ns[operations.aggregate] = reference
-    weight = MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns)
-    bucket = h.layout.bucket_index(operations.value.astype(np.float64))
+    h.reference_ns[operations.aggregate] = prepared.reference
+    weight = prepared.weight
+    bucket = prepared.bucket
 
     # Live peaks before the batch: the running containers' open peaks, plus one standing for
     # any committed peaks (those are never removed).
