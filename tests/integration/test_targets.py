@@ -1,0 +1,176 @@
+"""targetRef resolution on the real API server, with the stock recommender's messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes import client
+
+from recommender.kube.rest import KubeClient
+from recommender.kube.targets import TargetResolver
+from recommender.vpa.objects import VerticalPodAutoscaler, parse_vpa
+from testbed.cluster import ControlPlane
+from tests.integration.kube_helpers import eventually, pod_template, running_pods, unique_namespace
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas",
+                        "labelSelectorPath": ".status.selector",
+                    },
+                },
+            }
+        ],
+    },
+}
+
+
+def _vpa(
+    namespace: str, kind: str, name: str, api_version: str = "apps/v1"
+) -> VerticalPodAutoscaler:
+    return parse_vpa(
+        {
+            "metadata": {"name": "v", "namespace": namespace},
+            "spec": {"targetRef": {"apiVersion": api_version, "kind": kind, "name": name}},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(kube_api: client.ApiClient, control_plane: ControlPlane) -> tuple[KubeClient, str]:
+    namespace = unique_namespace(kube_api, "targets")
+    apps = client.AppsV1Api(kube_api)
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": pod_template("web"),
+            },
+        },
+    )
+    client.BatchV1Api(kube_api).create_namespaced_cron_job(
+        namespace,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly"},
+            "spec": {
+                "schedule": "0 3 * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            **pod_template("nightly"),
+                            "spec": {
+                                **pod_template("nightly")["spec"],  # type: ignore[dict-item]
+                                "restartPolicy": "Never",
+                            },
+                        }
+                    }
+                },
+            },
+        },
+    )
+    control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(WIDGET_CRD))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/widgets.example.com")
+    kube = KubeClient(kube_api)
+    kube.request(
+        "POST",
+        f"/apis/example.com/v1/namespaces/{namespace}/widgets",
+        body={
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"replicas": 1},
+        },
+    )
+    kube.request(
+        "PATCH",
+        f"/apis/example.com/v1/namespaces/{namespace}/widgets/w/status",
+        body={"status": {"replicas": 1, "selector": "app=widget,tier in (a,b)"}},
+        content_type="application/merge-patch+json",
+    )
+    eventually(lambda: len(running_pods(kube_api, namespace, "web")) == 2, 90, "web pods")
+    return kube, namespace
+
+
+def test_deployment_selects_its_pods(
+    setup: tuple[KubeClient, str], kube_api: client.ApiClient
+) -> None:
+    kube, namespace = setup
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "Deployment", "web"))
+    assert resolution.config_unsupported is None
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod(namespace).items
+    selected = [p for p in pods if resolution.selector.matches(p.metadata.labels or {})]
+    assert len(selected) == 2
+
+
+def test_replicaset_under_a_deployment_is_unsupported(
+    setup: tuple[KubeClient, str], kube_api: client.ApiClient
+) -> None:
+    kube, namespace = setup
+    replica_set = client.AppsV1Api(kube_api).list_namespaced_replica_set(namespace).items[0]
+    name = replica_set.metadata.name
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "ReplicaSet", name))
+    assert resolution.config_unsupported == (
+        f"The target apps/v1.ReplicaSet/{name} has a parent controller but it should point "
+        "to a topmost well-known or scalable controller"
+    )
+    assert not resolution.selector.matches({"app": "web"})
+
+
+def test_missing_target(setup: tuple[KubeClient, str]) -> None:
+    kube, namespace = setup
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "Deployment", "ghost"))
+    assert resolution.config_unsupported == (
+        f"Cannot read targetRef. Reason: Deployment {namespace}/ghost does not exist"
+    )
+
+
+def test_cronjob_selects_by_template_labels(setup: tuple[KubeClient, str]) -> None:
+    kube, namespace = setup
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "CronJob", "nightly", "batch/v1"))
+    assert resolution.config_unsupported is None
+    assert resolution.selector.matches({"app": "nightly"})
+
+
+def test_custom_resource_with_scale(setup: tuple[KubeClient, str]) -> None:
+    kube, namespace = setup
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "Widget", "w", "example.com/v1"))
+    assert resolution.config_unsupported is None
+    assert resolution.selector.matches({"app": "widget", "tier": "a"})
+    assert not resolution.selector.matches({"app": "widget", "tier": "c"})
+
+
+def test_kind_without_scale(setup: tuple[KubeClient, str]) -> None:
+    kube, namespace = setup
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "ConfigMap", "x", "v1"))
+    assert resolution.config_unsupported is not None
+    assert resolution.config_unsupported.startswith(
+        "Cannot read targetRef. Reason: unhandled targetRef v1 / ConfigMap / x, last error"
+    )
