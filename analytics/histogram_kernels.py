@@ -40,8 +40,9 @@ def group_starts(sorted_keys: Int64Array) -> BoolArray:
 
 
 def stable_order(keys: Int64Array) -> Int64Array:
-    """Stable argsort of non-negative integer keys, by 16-bit radix passes (linear time)."""
-    if keys.shape[0] == 0:
+    """Stable argsort of non-negative integer keys (linear time for keys below 2**16)."""
+    n = keys.shape[0]
+    if n == 0:
         return np.zeros(0, dtype=np.int64)
     top = int(keys.max())
     if top < 1 << 16:
@@ -49,7 +50,17 @@ def stable_order(keys: Int64Array) -> Int64Array:
         narrow = np.uint8 if top < 1 << 8 else np.uint16
         small: Int64Array = np.argsort(keys.astype(narrow), kind="stable")
         return small
-    order = np.arange(keys.shape[0])
+    shift = (n - 1).bit_length()
+    if top.bit_length() + shift < 63:
+        # Each key with its position below it: distinct values, whose (vectorized) sort
+        # orders equal keys by position.
+        packed = keys << shift
+        packed |= np.arange(n)
+        packed.sort()
+        packed &= (1 << shift) - 1
+        sorted_order: Int64Array = packed
+        return sorted_order
+    order = np.arange(n)
     remaining = keys
     shift = 0
     while True:

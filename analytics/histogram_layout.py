@@ -96,11 +96,16 @@ class HistogramLayout:
     def bucket_index(self, values: FloatArray) -> Int64Array:
         """Bucket of each value (finite, >= 0): 0 below the first bucket, capped at the last."""
         values = np.asarray(values, dtype=np.float64)
-        scaled = values * (self.ratio - 1) / self.first_bucket_size + 1
-        raw = go_log(scaled) / self._log_ratio
+        raw = self._raw_index(values)
         index = np.minimum(np.trunc(np.maximum(raw, 0.0)), self.num_buckets - 1).astype(np.int64)
         result: Int64Array = np.where(values < self.first_bucket_size, 0, index)
         return result
+
+    def _raw_index(self, values: FloatArray) -> FloatArray:
+        """log_ratio(values * (ratio - 1) / first + 1), with Go's Log: the uncapped index."""
+        scaled = values * (self.ratio - 1) / self.first_bucket_size + 1
+        raw: FloatArray = go_log(scaled) / self._log_ratio
+        return raw
 
     def amount_bucket_index(self, amounts: Int64Array, unit: float) -> IndexArray:
         """`bucket_index(amounts / unit)` for integer amounts >= 0 (millicores with unit 1000).
@@ -111,10 +116,26 @@ class HistogramLayout:
         in bytes) compute `bucket_index` directly.
         """
         table = _amount_table(self, float(unit))
-        if table is None:
-            return self.bucket_index(np.asarray(amounts, dtype=np.int64) / unit)
-        result: IndexArray = np.take(table, amounts, mode="clip")
-        return result
+        if table is not None:
+            looked_up: IndexArray = np.take(table, amounts, mode="clip")
+            return looked_up
+        amounts = np.asarray(amounts, dtype=np.int64)
+        thresholds = _amount_thresholds(self, float(unit))
+        if thresholds is None:
+            return self.bucket_index(amounts / unit)
+        # A guess from the platform's logarithm (off by at most one near a bucket start), moved
+        # to the bucket b with thresholds[b] <= amount < thresholds[b + 1].
+        slope = (self.ratio - 1) / (self.first_bucket_size * unit)
+        guess = np.log(amounts * slope + 1.0) / math.log(self.ratio)
+        bucket = np.fmin(np.fmax(guess, 0.0), self.num_buckets - 1).astype(np.int64)
+        while True:
+            down = amounts < thresholds[bucket]
+            up = amounts >= thresholds[bucket + 1]
+            if not (down.any() or up.any()):
+                exact: IndexArray = bucket
+                return exact
+            bucket += up
+            bucket -= down
 
     def describe(self) -> str:
         """Human-readable layout, for error messages."""
@@ -132,6 +153,9 @@ MEMORY_LAYOUT: Final = HistogramLayout(max_value=1e12, first_bucket_size=1e7, ra
 
 _MAX_AMOUNT_TABLE: Final = 1 << 22
 """Largest table `amount_bucket_index` keeps (one byte per amount)."""
+
+_THRESHOLD_WINDOW: Final = 64
+"""Integers on either side of a bucket start at which `amount_bucket_index` checks the index."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -153,6 +177,38 @@ def _amount_table(layout: HistogramLayout, unit: float) -> npt.NDArray[np.uint8]
         raise AssertionError(f"amount table of {layout.describe()} does not end in the last bucket")
     table.setflags(write=False)
     return table
+
+
+@functools.lru_cache(maxsize=8)
+def _amount_thresholds(layout: HistogramLayout, unit: float) -> Int64Array | None:
+    """Integer amounts where the bucket steps up, padded: [int64 min, T1, ..., Tn-1, int64 max].
+
+    `bucket_index(a / unit)` is the b with thresholds[b] <= a < thresholds[b + 1], for every
+    integer amount a >= 0. Each Ti is found by evaluating `bucket_index` on the integers
+    within `_THRESHOLD_WINDOW` of bucket i's start, where "bucket >= i" must switch from false
+    to true exactly once, and the uncapped index at the window's ends must be more than 1e-9
+    away from i. Its rounding error being below 1e-12, an amount outside the window cannot
+    be on the wrong side of i. None (compute `bucket_index` instead) if any check fails.
+    """
+    n = layout.num_buckets
+    starts = np.asarray(layout.bucket_starts[1:]) * unit
+    if not starts[-1] < 2.0**52:
+        return None
+    offsets = np.arange(-_THRESHOLD_WINDOW, _THRESHOLD_WINDOW + 1)
+    window = np.maximum(np.round(starts).astype(np.int64)[:, None] + offsets, 0)
+    level = np.arange(1, n)[:, None]
+    reached = layout.bucket_index(window / unit) >= level
+    switches = np.count_nonzero(reached[:, 1:] != reached[:, :-1], axis=1)
+    raw = layout._raw_index(window[:, [0, -1]] / unit)
+    clear = (raw[:, 0] < level[:, 0] - 1e-9) | (window[:, 0] == 0)
+    clear &= raw[:, 1] > level[:, 0] + 1e-9
+    if not (clear.all() and (switches == 1).all() and reached[:, -1].all()):
+        return None
+    thresholds = window[np.arange(n - 1), np.argmax(reached, axis=1)]
+    int64 = np.iinfo(np.int64)
+    padded = np.concatenate([[int64.min], thresholds, [int64.max]]).astype(np.int64)
+    padded.setflags(write=False)
+    return padded
 
 
 def decay_factors(t_ns: Int64Array, reference_ns: Int64Array, half_life_ns: int) -> FloatArray:

@@ -31,7 +31,7 @@ from analytics.container_state import MEMORY_PEAK_WEIGHT
 from analytics.go_semantics import UNSET_NS, resource_amount_array, round_time_array
 from analytics.histogram import HistogramArrays
 from analytics.histogram_kernels import fold_rows, group_starts, stable_order
-from analytics.histogram_layout import MAX_DECAY_EXPONENT, decay_factors
+from analytics.histogram_layout import MAX_DECAY_EXPONENT, IndexArray, decay_factors
 from analytics.store import AggregateStore
 from analytics.usage import PreparedSamples
 
@@ -227,9 +227,14 @@ class _Windows:
         return _run_of(self.seg_first, index)
 
     @cached_property
+    def opener_segment(self) -> Int64Array:
+        """Segments that open a new interval."""
+        return np.flatnonzero(~self.seg_continuing)
+
+    @cached_property
     def opener_index(self) -> Int64Array:
         """Events that open a new interval."""
-        result: Int64Array = self.seg_first[~self.seg_continuing]
+        result: Int64Array = self.seg_first[self.opener_segment]
         return result
 
     @cached_property
@@ -294,10 +299,17 @@ def _records(
     return record, previous_peak
 
 
-def _peak_changes(
-    value: Int64Array, windows: _Windows, start_value: Int64Array
-) -> tuple[Int64Array, Int64Array]:
-    """`_records` for values >= 0 with one start value per segment, as (events, replaced peaks).
+@dataclass
+class _Changes:
+    """Events that raise their interval's peak (in no particular order)."""
+
+    event: Int64Array
+    segment: Int64Array
+    replaced: Int64Array  # the peak each one replaces
+
+
+def _peak_changes(value: Int64Array, windows: _Windows, start_value: Int64Array) -> _Changes:
+    """`_records` for values >= 0, given each segment's start value.
 
     One running maximum over all segments, each lifted above the earlier ones; a continuing
     segment's first event is lifted to at least the carried peak. An event raises the peak
@@ -310,7 +322,7 @@ def _peak_changes(
         segment = windows.segment
         record, replaced = _records(value, windows.opener, start_value[segment], segment)
         changed = np.flatnonzero(record)
-        return changed, replaced[changed]
+        return _Changes(changed, segment[changed], replaced[changed])
     lift = np.arange(n_segments, dtype=np.int64) * width
     lifted = np.repeat(lift, np.diff(np.append(windows.seg_first, windows.n)))
     lifted += value
@@ -327,9 +339,7 @@ def _peak_changes(
     segment = np.concatenate([rise_segment, continuing[beats_carried]])
     replaced = np.concatenate([running[rises - 1] - lift[rise_segment], carried[beats_carried]])
     live = start_value[segment] != 0
-    changed, replaced = changed[live], replaced[live]
-    order = np.argsort(changed, kind="stable")
-    return changed[order], replaced[order]
+    return _Changes(changed[live], segment[live], replaced[live])
 
 
 def _start_values(
@@ -456,16 +466,9 @@ def ingest_memory_of_containers(
     start_value = np.where(
         windows.seg_continuing, carried_peak[windows.seg_group], value[windows.seg_first]
     )
-    changed, replaced = _peak_changes(value, windows, start_value)
-    _apply_operations(
-        store=store,
-        events=events,
-        windows=windows,
-        value=value,
-        changed=changed,
-        replaced=replaced,
-    )
-    _update_containers(store, events, windows, value, changed)
+    changes = _peak_changes(value, windows, start_value)
+    _apply_operations(store=store, events=events, windows=windows, value=value, changes=changes)
+    _update_containers(store, events, windows, value, changes)
     return skipped
 
 
@@ -474,7 +477,7 @@ def _update_containers(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    changed: Int64Array,
+    changes: _Changes,
 ) -> None:
     """Each running container's interval, peaks and last sample time after the batch."""
     rows = events.group_row
@@ -484,8 +487,8 @@ def _update_containers(
     usage = np.where(continuing_last, store.memory_peak_bytes[rows], 0)
     kill = np.where(continuing_last, store.oom_peak_bytes[rows], 0)
     # The peaks added in each container's last interval.
-    adds = np.concatenate([changed, windows.opener_index])
-    add_segment = windows.segment_of(adds)
+    adds = np.concatenate([changes.event, windows.opener_index])
+    add_segment = np.concatenate([changes.segment, windows.opener_segment])
     add_group = windows.seg_group[add_segment]
     in_last = add_segment == last_segment[add_group]
     adds, add_group = adds[in_last], add_group[in_last]
@@ -517,22 +520,21 @@ def _operations(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    changed: Int64Array,
-    replaced: Int64Array,
+    changes: _Changes,
 ) -> _Operations:
     """A peak change removes the replaced peak, then adds the new one; an opener only adds."""
-    adds = np.concatenate([changed, windows.opener_index])
-    order_key = np.concatenate([events.position(changed) * 2, events.position(adds) * 2 + 1])
-    order = np.argsort(order_key, kind="stable")
-    index = np.concatenate([changed, adds])[order]
-    is_add = np.concatenate([np.zeros(changed.shape[0], bool), np.ones(adds.shape[0], bool)])
-    is_add = is_add[order]
-    segment = windows.segment_of(index)
+    adds = np.concatenate([changes.event, windows.opener_index])
+    order_key = np.concatenate([events.position(changes.event) * 2, events.position(adds) * 2 + 1])
+    order = stable_order(order_key)
+    n_changes = changes.event.shape[0]
+    sign = np.ones(order.shape[0], dtype=np.int64)
+    sign[order < n_changes] = -1
+    segment = np.concatenate([changes.segment, changes.segment, windows.opener_segment])[order]
     return _Operations(
         aggregate=store.container_aggregate[events.group_row[windows.seg_group[segment]]],
         t_ns=windows.seg_window_end[segment],
-        value=np.concatenate([replaced, value[adds]])[order],
-        sign=np.where(is_add, 1, -1),
+        value=np.concatenate([changes.replaced, value[adds]])[order],
+        sign=sign,
     )
 
 
@@ -542,16 +544,10 @@ def _apply_operations(
     events: _Events,
     windows: _Windows,
     value: Int64Array,
-    changed: Int64Array,
-    replaced: Int64Array,
+    changes: _Changes,
 ) -> None:
     operations = _operations(
-        store=store,
-        events=events,
-        windows=windows,
-        value=value,
-        changed=changed,
-        replaced=replaced,
+        store=store, events=events, windows=windows, value=value, changes=changes
     )
     if operations.sign.shape[0] == 0:
         return
@@ -598,7 +594,7 @@ class _Touched:
 
 def _open_peaks(
     store: AggregateStore, touched: _Touched
-) -> tuple[Int64Array, Int64Array, FloatArray]:
+) -> tuple[Int64Array, IndexArray, FloatArray]:
     """(local aggregate, bucket, weight) of the open-interval peak of each running container."""
     h = store.memory
     open_rows = np.flatnonzero(store.window_end_ns != UNSET_NS)
@@ -606,13 +602,14 @@ def _open_peaks(
     mine = touched.local[aggregate] >= 0
     open_rows, aggregate = open_rows[mine], aggregate[mine]
     peak = np.maximum(store.memory_peak_bytes[open_rows], store.oom_peak_bytes[open_rows])
-    bucket = h.layout.bucket_index(peak.astype(np.float64))
+    bucket = h.layout.amount_bucket_index(peak, 1.0)
     reference = h.reference_ns[aggregate]
     known = reference != UNSET_NS
     weight = MEMORY_PEAK_WEIGHT * decay_factors(
         store.window_end_ns[open_rows], np.where(known, reference, 0), h.half_life_ns
     )
-    return touched.local[aggregate], bucket, np.where(known, weight, 0.0)
+    known_weight: FloatArray = np.where(known, weight, 0.0)
+    return touched.local[aggregate], bucket, known_weight
 
 
 @dataclass
@@ -653,7 +650,7 @@ class _Prepared:
     touched: _Touched
     reference: Int64Array  # per operation: the effective reference of its aggregate
     weight: FloatArray  # per operation: its peak's decayed weight
-    bucket: Int64Array  # per operation: its peak's bucket
+    bucket: IndexArray  # per operation: its peak's bucket
     committed: _Committed
 
     @classmethod
@@ -665,7 +662,7 @@ class _Prepared:
             touched=touched,
             reference=reference,
             weight=MEMORY_PEAK_WEIGHT * decay_factors(operations.t_ns, reference, h.half_life_ns),
-            bucket=h.layout.bucket_index(operations.value.astype(np.float64)),
+            bucket=h.layout.amount_bucket_index(operations.value, 1.0),
             committed=_Committed.of(store, touched),
         )
 
@@ -756,14 +753,13 @@ def _empties(key: Int64Array, sign: Int64Array, live_before: Int64Array) -> Bool
     """Operations after which their key holds no live peak (in the given operation order)."""
     order = stable_order(key)
     sorted_key = key[order]
-    running = np.cumsum(sign[order])
-    starts = group_starts(sorted_key)
-    base = np.repeat(
-        running[starts] - sign[order][starts],
-        np.diff(np.append(np.flatnonzero(starts), len(order))),
-    )
-    live_after = live_before[sorted_key] + running - base
-    empty_sorted = (sign[order] < 0) & (live_after == 0)
+    step = sign.astype(np.int8)[order]
+    running = np.cumsum(step, dtype=np.int64)
+    first = np.flatnonzero(group_starts(sorted_key))
+    base = running[first] - step[first]
+    live_after = live_before[sorted_key]
+    live_after += running
+    live_after -= np.repeat(base, np.diff(np.append(first, order.shape[0])))
     result = np.zeros(key.shape[0], dtype=bool)
-    result[order] = empty_sorted
+    result[order] = (step < 0) & (live_after == 0)
     return result

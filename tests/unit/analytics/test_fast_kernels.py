@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from analytics.go_semantics import go_exp2
 from analytics.histogram import DecayingHistogram, HistogramArrays
-from analytics.histogram_kernels import add_samples
+from analytics.histogram_kernels import add_samples, stable_order
 from analytics.histogram_layout import CPU_LAYOUT, MEMORY_LAYOUT, HistogramLayout
 from analytics.ingest import ingest_samples
 from analytics.model_params import ModelParams
@@ -106,6 +106,36 @@ def test_amount_bucket_index_on_bucket_boundaries(layout: HistogramLayout, unit:
     amounts = boundary_amounts(layout, unit)
     expected = layout.bucket_index(amounts / unit)
     assert np.array_equal(layout.amount_bucket_index(amounts, unit), expected)
+
+
+@given(st.lists(st.integers(min_value=0, max_value=10**14), min_size=1))
+def test_memory_amount_bucket_index_equals_bucket_index(amounts: list[int]) -> None:
+    values = np.array(amounts, dtype=np.int64)
+    expected = MEMORY_LAYOUT.bucket_index(values / 1.0)
+    assert np.array_equal(MEMORY_LAYOUT.amount_bucket_index(values, 1.0), expected)
+
+
+def test_memory_amount_bucket_index_on_many_values() -> None:
+    rng = np.random.default_rng(3)
+    starts = np.asarray(MEMORY_LAYOUT.bucket_starts)
+    values = np.concatenate(
+        [
+            rng.integers(0, 2 * 10**12, 200_000),
+            rng.integers(0, 10**14, 20_000),
+            (np.floor(starts)[:, None] + np.arange(-200, 201)).ravel().astype(np.int64),
+        ]
+    )
+    values = np.clip(values, 0, None)
+    expected = MEMORY_LAYOUT.bucket_index(values / 1.0)
+    assert np.array_equal(MEMORY_LAYOUT.amount_bucket_index(values, 1.0), expected)
+
+
+@pytest.mark.parametrize("top", [3, 200, 60_000, 70_000, 2**40, 2**62])
+def test_stable_order_equals_a_stable_argsort(top: int) -> None:
+    rng = np.random.default_rng(top % 1000)
+    keys = rng.integers(0, top, 50_000)
+    keys[::3] = keys[0]  # many ties
+    assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
 
 
 def scalar_rows(
