@@ -3,7 +3,9 @@
 Run with `.venv/bin/python -m bench.engine [--containers N] [--days D]`. Everything runs on one
 core (POLARS_MAX_THREADS=1; numpy is single-threaded for these kernels). When the Go oracle of
 `tests/oracle/` exists, the same samples are ingested into the upstream histograms by it, with
-GOMAXPROCS=1, and the ratio is printed; otherwise the upstream column says it is unavailable.
+GOMAXPROCS=1, and the ratio of the best runs is printed; otherwise the upstream column says it is
+unavailable. Each rate is the best of --repeats runs; the last column shows how far the others
+spread.
 """
 
 from __future__ import annotations
@@ -60,14 +62,21 @@ def synthetic_trace(containers: int, days: float, step_s: int, seed: int = 0) ->
     )
 
 
-def best_of(repeats: int, run: Callable[[], object]) -> float:
-    """Fastest wall time of `repeats` runs, seconds."""
+def timings(repeats: int, run: Callable[[], object]) -> list[float]:
+    """Wall times of `repeats` runs after one warm-up run, seconds, fastest first."""
+    run()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         run()
         times.append(time.perf_counter() - started)
-    return min(times)
+    return sorted(times)
+
+
+def spread(rates: list[float]) -> str:
+    """Median and slowest of several rates (the table shows the best): how noisy the machine is."""
+    ordered = sorted(rates, reverse=True)
+    return f"median {ordered[len(ordered) // 2]:,.0f}, worst {ordered[-1]:,.0f}"
 
 
 @dataclass
@@ -76,18 +85,22 @@ class Row:
     ours: str
     upstream: str = "-"
     ratio: str = "-"
+    spread: str = ""
 
 
-def upstream_ingestion(frame: pl.DataFrame) -> tuple[str, float | None]:
-    """(text, samples/s) of the Go oracle ingesting the same samples, if the oracle exists."""
+def upstream_ingestion(frame: pl.DataFrame, repeats: int) -> tuple[str, list[float]]:
+    """(text, samples/s of each run) of the Go oracle ingesting the same samples, if it exists.
+
+    The best of `repeats` runs, like ours; no rates when the oracle is unavailable.
+    """
     if not _ORACLE_BUILD.is_file():
-        return "unavailable (tests/oracle/build.sh not found)", None
+        return "unavailable (tests/oracle/build.sh not found)", []
     built = subprocess.run(
         ["bash", str(_ORACLE_BUILD)], capture_output=True, text=True, check=False, cwd=_REPO
     )
     lines = built.stdout.strip().splitlines()
     if built.returncode != 0 or not lines:
-        return f"unavailable (oracle build failed: exit {built.returncode})", None
+        return f"unavailable (oracle build failed: exit {built.returncode})", []
     binary = lines[-1].strip()
     ordered = frame.sort("timestamp")
     triples = np.column_stack(
@@ -97,24 +110,25 @@ def upstream_ingestion(frame: pl.DataFrame) -> tuple[str, float | None]:
             ordered["memory"].to_numpy(),
         ]
     ).astype("<f8")
+    rates = []
     with tempfile.NamedTemporaryFile(suffix=".f64") as handle:
         handle.write(triples.tobytes())
         handle.flush()
-        ran = subprocess.run(
-            [binary, "bench", "--input", handle.name],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "GOMAXPROCS": "1"},
-        )
-    if ran.returncode != 0:
-        return f"unavailable (oracle bench failed: exit {ran.returncode})", None
-    try:
-        result = json.loads(ran.stdout)
-        rate = float(result["samples_per_s"])
-    except (ValueError, KeyError, TypeError):
-        return "unavailable (oracle printed no samples_per_s)", None
-    return f"{rate:,.0f}", rate
+        for _ in range(repeats):
+            ran = subprocess.run(
+                [binary, "bench", "--input", handle.name],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "GOMAXPROCS": "1"},
+            )
+            if ran.returncode != 0:
+                return f"unavailable (oracle bench failed: exit {ran.returncode})", []
+            try:
+                rates.append(float(json.loads(ran.stdout)["samples_per_s"]))
+            except (ValueError, KeyError, TypeError):
+                return "unavailable (oracle printed no samples_per_s)", []
+    return f"{max(rates):,.0f}", rates
 
 
 def tiled(aggregates: EstimationInput, n: int) -> EstimationInput:
@@ -136,11 +150,12 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=1.0, help="days of history")
     parser.add_argument("--step-s", type=int, default=60, help="seconds between samples")
     parser.add_argument("--estimate", type=int, default=50_000, help="containers estimated at once")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many runs")
     args = parser.parse_args()
 
     frame = synthetic_trace(args.containers, args.days, args.step_s)
     samples = prepare_samples(frame)
+    n_samples = frame.height
 
     def ingest_everything() -> AggregateStore:
         store = AggregateStore.empty()
@@ -152,8 +167,8 @@ def main() -> None:
         ingest_samples(store, samples)
         return store
 
-    full_s = best_of(args.repeats, ingest_everything)
-    prepared_s = best_of(args.repeats, ingest_prepared)
+    full = [n_samples / t for t in timings(args.repeats, ingest_everything)]
+    prepared = [n_samples / t for t in timings(args.repeats, ingest_prepared)]
     store = ingest_prepared()
     _, estimators = build_estimators("vpa")
     many = tiled(store.estimation_input(), args.estimate)
@@ -169,26 +184,36 @@ def main() -> None:
         )
         estimators.estimate(fresh)
 
-    estimate_s = best_of(args.repeats, estimate)
+    estimated = [args.estimate / t for t in timings(args.repeats, estimate)]
     sizes = np.array([len(store.aggregate_bytes(i)) for i in range(store.n_aggregates)])
     worst = 8 * 4 + sum(65 + 10 * layout.num_buckets for layout in (CPU_LAYOUT, MEMORY_LAYOUT))
 
-    upstream_text, upstream_rate = upstream_ingestion(frame)
-    n = frame.height
+    upstream_text, upstream_rates = upstream_ingestion(frame, args.repeats)
+    upstream_best = max(upstream_rates, default=0.0)
+
+    def ratio(rate: float) -> str:
+        return f"{rate / upstream_best:.2f}" if upstream_best else "-"
+
     rows = [
         Row(
             "ingestion, samples/s (validate + ingest)",
-            f"{n / full_s:,.0f}",
+            f"{max(full):,.0f}",
             upstream_text,
-            f"{n / full_s / upstream_rate:.2f}" if upstream_rate else "-",
+            ratio(max(full)),
+            spread(full),
         ),
         Row(
             "ingestion, samples/s (ingest prepared samples)",
-            f"{n / prepared_s:,.0f}",
+            f"{max(prepared):,.0f}",
             upstream_text,
-            f"{n / prepared_s / upstream_rate:.2f}" if upstream_rate else "-",
+            ratio(max(prepared)),
+            spread(prepared),
         ),
-        Row("estimation (vpa), containers/s", f"{args.estimate / estimate_s:,.0f}"),
+        Row(
+            "estimation (vpa), containers/s",
+            f"{max(estimated):,.0f}",
+            spread=spread(estimated),
+        ),
         Row(
             "state, bytes/container, both resources (mean / max)",
             f"{sizes.mean():,.0f} / {sizes.max():,}",
@@ -197,16 +222,20 @@ def main() -> None:
     ]
     print(
         f"engine benchmark: {args.containers} containers x {args.days:g} days every "
-        f"{args.step_s}s = {n:,} samples; estimation over {args.estimate:,} containers; "
+        f"{args.step_s}s = {n_samples:,} samples; estimation over {args.estimate:,} containers; "
         f"one core, best of {args.repeats}"
     )
-    header = Row("measure", "ours", "upstream (Go, GOMAXPROCS=1)", "ours/upstream")
+    header = Row("measure", "ours", "upstream (Go, GOMAXPROCS=1)", "ours/upstream", "ours, spread")
     table = [header, *rows]
-    widths = [max(len(getattr(r, f)) for r in table) for f in ("measure", "ours", "upstream")]
+    fields = ("measure", "ours", "upstream", "ratio")
+    widths = [max(len(getattr(r, f)) for r in table) for f in fields]
     for r in table:
         print(
-            f"{r.measure:<{widths[0]}}  {r.ours:>{widths[1]}}  {r.upstream:<{widths[2]}}  {r.ratio}"
+            f"{r.measure:<{widths[0]}}  {r.ours:>{widths[1]}}  {r.upstream:<{widths[2]}}  "
+            f"{r.ratio:<{widths[3]}}  {r.spread}".rstrip()
         )
+    if len(upstream_rates) > 1:
+        print(f"upstream ingestion spread: {spread(upstream_rates)}")
 
 
 if __name__ == "__main__":
