@@ -64,6 +64,7 @@ from analytics.sources.promql import (
 )
 
 __all__ = [
+    "KILL_COLUMNS",
     "USAGE_COLUMNS",
     "LabelMapping",
     "MetricNames",
@@ -89,7 +90,11 @@ Seconds = Annotated[int, BeforeValidator(parse_duration)]
 
 
 def _matchers(value: object) -> object:
-    return parse_matchers(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return parse_matchers(value)
+    if isinstance(value, list | tuple):
+        return tuple(LabelMatcher.parse(v) if isinstance(v, str) else v for v in value)
+    return value
 
 
 Matchers = Annotated[tuple[LabelMatcher, ...], BeforeValidator(_matchers)]
@@ -230,13 +235,6 @@ class PrometheusSourceConfig(BaseModel):
     history_s: Seconds = 8 * 86_400
     max_points_per_series: int = Field(default=11_000, ge=2)
     oom_match_window_s: Seconds = 600
-
-    @field_validator("extra_matchers", mode="before")
-    @classmethod
-    def _each_matcher(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return tuple(LabelMatcher.parse(v) if isinstance(v, str) else v for v in value)
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -471,7 +469,8 @@ class PrometheusHistory:
             "start": str(chunk.start_s),
             "end": str(chunk.end_s),
             "step": str(chunk.step_s),
-            "timeout": f"{connection.timeout_s:g}s",
+            # Seconds as a plain number: Prometheus durations ("30s") cannot be fractional.
+            "timeout": f"{connection.timeout_s:g}",
         }
         verify: bool | str = connection.tls_verify
         if connection.ca_file is not None:

@@ -217,7 +217,11 @@ def test_fetched_samples_feed_the_engine(fetched: Fetched) -> None:
 def test_extra_matchers_and_cluster_scope_reach_prometheus(fetched: Fetched) -> None:
     end = fetched.end
     start = end - timedelta(hours=1)
-    web_only = source_for(fetched.instance.url, extra_matchers=['pod=~"web-.*"'])
+    web_only = source_for(
+        fetched.instance.url,
+        connection={"timeout_s": 30.5},  # a fractional evaluation timeout is accepted too
+        extra_matchers=['pod=~"web-.*"'],
+    )
     got = web_only.fetch("shop", start, end).samples
     assert set(got.select("pod", "container").unique().rows()) == {
         key for key in fetched.history.container_keys("shop") if key[0].startswith("web-")

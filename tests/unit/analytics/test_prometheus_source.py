@@ -461,6 +461,7 @@ def test_durations_and_matchers_are_read_from_text() -> None:
             "rate_window_s": "1h",
             "history_s": "14d",
             "cadvisor_selector": 'job="kubelet", metrics_path="/metrics/cadvisor"',
+            "kube_state_metrics_selector": ['job="ksm"'],
             "extra_matchers": ['env="prod"', {"name": "team", "op": "=~", "value": "a|b"}],
         }
     )
@@ -470,6 +471,7 @@ def test_durations_and_matchers_are_read_from_text() -> None:
         'metrics_path="/metrics/cadvisor"',
     ]
     assert [m.render() for m in config.extra_matchers] == ['env="prod"', 'team=~"a|b"']
+    assert [m.render() for m in config.kube_state_metrics_selector] == ['job="ksm"']
 
 
 @pytest.mark.parametrize(
