@@ -1,1 +1,2 @@
-"""Where usage samples come from: recorded traces (`files`); later Prometheus and synthetics."""
+"""Where usage samples come from: recorded traces (`files`) and Prometheus history
+(`prometheus`, with the pure PromQL and answer handling in `promql`)."""
