@@ -30,7 +30,7 @@ import numpy.typing as npt
 from analytics.container_state import MEMORY_PEAK_WEIGHT
 from analytics.go_semantics import UNSET_NS, resource_amount_array, round_time_array
 from analytics.histogram import HistogramArrays
-from analytics.histogram_kernels import fold_rows, group_starts, stable_order
+from analytics.histogram_kernels import fold_rows, group_starts, sorted_groups, stable_order
 from analytics.histogram_layout import MAX_DECAY_EXPONENT, IndexArray, decay_factors
 from analytics.store import AggregateStore
 from analytics.usage import PreparedSamples
@@ -442,8 +442,15 @@ def ingest_memory_of_containers(
     store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
 ) -> Counter[str]:
     """`ingest_memory`, given the store row of each of the batch's containers instead."""
-    skipped: Counter[str] = Counter()
     interval_ns = store.params.memory_interval_ns
+    if not samples.oom.any():
+        # Usage samples only (the common case): chunk by chunk, unless some must be dropped.
+        summary = _regular_summary(store, samples, row_of_container, interval_ns)
+        if summary is not None:
+            _apply_operations(store, summary)
+            _update_containers(store, summary)
+            return Counter()
+    skipped: Counter[str] = Counter()
     events = _events(samples, row_of_container)
     if events.n == 0:
         return skipped
@@ -467,38 +474,315 @@ def ingest_memory_of_containers(
         windows.seg_continuing, carried_peak[windows.seg_group], value[windows.seg_first]
     )
     changes = _peak_changes(value, windows, start_value)
-    _apply_operations(store=store, events=events, windows=windows, value=value, changes=changes)
-    _update_containers(store, events, windows, value, changes)
+    last = events.group_last
+    summary = _Summary(
+        sample=events.sample,
+        is_oom=events.is_oom,
+        value=value,
+        seg_group=windows.seg_group,
+        seg_window_end=windows.seg_window_end,
+        seg_continuing=windows.seg_continuing,
+        group_row=rows,
+        group_last_t=events.t_ns[last],
+        group_last_segment=windows.segment_of(last),
+        changes=changes,
+        opener_event=windows.opener_index,
+        opener_segment=windows.opener_segment,
+    )
+    _apply_operations(store, summary)
+    _update_containers(store, summary)
     return skipped
 
 
-def _update_containers(
-    store: AggregateStore,
-    events: _Events,
-    windows: _Windows,
-    value: Int64Array,
-    changes: _Changes,
-) -> None:
+@dataclass
+class _Summary:
+    """What the histogram operations and the containers' new state are made from.
+
+    Events are numbered in any order (each path has its own); segments and groups as well.
+    """
+
+    sample: Int64Array  # per event: its sample row
+    is_oom: BoolArray | None  # per event (None: no OOM kill)
+    value: Int64Array  # per event: usage bytes, or the bumped-up memory of an OOM kill
+    seg_group: Int64Array  # per segment: its group (running container)
+    seg_window_end: Int64Array
+    seg_continuing: BoolArray  # the container's interval from before the batch
+    group_row: Int64Array  # per group: store row of the running container
+    group_last_t: Int64Array  # per group: time of its last event
+    group_last_segment: Int64Array
+    changes: _Changes
+    opener_event: Int64Array  # events that open a new interval, and their segments
+    opener_segment: Int64Array
+
+    def position(self, event: Int64Array) -> Int64Array:
+        """Canonical position of events: 2 * sample row + (1 for an OOM kill)."""
+        position: Int64Array = self.sample[event] * 2
+        if self.is_oom is not None:
+            position += self.is_oom[event]
+        return position
+
+    def oom(self, event: Int64Array) -> BoolArray:
+        if self.is_oom is None:
+            return np.zeros(event.shape[0], dtype=bool)
+        result: BoolArray = self.is_oom[event]
+        return result
+
+
+_CHUNK = 32768
+"""Samples per chunk of `_regular_summary`: a chunk's sort and gathers stay in the L2 cache."""
+
+
+def _regular_summary(
+    store: AggregateStore, samples: PreparedSamples, row_of: Int64Array, interval_ns: int
+) -> _Summary | None:
+    """The summary of a batch without OOM kills, built chunk by chunk; None if some sample must
+    be dropped (or a peak is too large to lift), for the general path to handle.
+
+    Grouping the whole batch by container is a sort and gathers across the whole batch, bound
+    by cache misses. Instead each chunk of consecutive samples is grouped on its own: a
+    container's events in a chunk form a run, cut into parts where the interval changes. A
+    segment (container, interval) is the sequence of its parts in chunk order, and a part
+    starts with the running peak of the segment's earlier parts (its carry), which comes from
+    the parts' maxima. Within parts, one lifted running maximum finds the peak changes as in
+    `_peak_changes`.
+    """
+    chunked = _Chunked.of(samples, row_of, store.window_end_ns[row_of], interval_ns)
+    if chunked is None:
+        return None
+    present = np.flatnonzero(chunked.first_event >= 0)
+    # A container's events are all kept when its first one is (`_kept`).
+    first_t = samples.t_ns[chunked.sample[chunked.first_event[present]]]
+    if (first_t < store.last_memory_sample_start_ns[row_of[present]]).any():
+        return None
+    parts = _Parts.of(chunked, store, row_of, present, interval_ns)
+    changes = parts.changes(chunked.value)
+    if changes is None:
+        return None
+    n = chunked.value.shape[0]
+    last_event = np.append(parts.first[1:], n)[parts.last_of_container] - 1
+    opener_segment = np.flatnonzero(~parts.seg_continuing)
+    return _Summary(
+        sample=chunked.sample,
+        is_oom=None,
+        value=chunked.value,
+        seg_group=parts.seg_group,
+        seg_window_end=parts.seg_window_end,
+        seg_continuing=parts.seg_continuing,
+        group_row=row_of[present],
+        group_last_t=samples.t_ns[chunked.sample[last_event]],
+        group_last_segment=parts.segment[parts.last_of_container],
+        changes=changes,
+        opener_event=parts.first[parts.seg_first_part[opener_segment]],
+        opener_segment=opener_segment,
+    )
+
+
+@dataclass
+class _Chunked:
+    """Usage samples grouped by container within each chunk (`_CHUNK` consecutive samples)."""
+
+    value: Int64Array  # per event
+    window: Int64Array  # per event: interval index after the anchor (-1: ends at the anchor)
+    sample: Int64Array  # per event: its sample row
+    run_first: Int64Array  # first event of each run (one container within one chunk)
+    run_container: Int64Array  # batch container of each run
+    first_event: Int64Array  # per batch container: its first event, or -1
+    anchor: Int64Array  # per batch container: where its intervals are counted from
+
+    @classmethod
+    def of(
+        cls,
+        samples: PreparedSamples,
+        row_of: Int64Array,
+        window_end0: Int64Array,
+        interval_ns: int,
+    ) -> _Chunked | None:
+        valid = None if samples.memory_valid.all() else np.flatnonzero(samples.memory_valid)
+        t_ns, value, container = samples.t_ns, samples.memory_bytes, samples.container
+        if valid is not None:
+            t_ns, value, container = t_ns[valid], value[valid], container[valid]
+        n = t_ns.shape[0]
+        if n == 0:
+            return None
+        # As `_windows` anchors them: at the interval end from before the batch, else at the
+        # container's first event.
+        anchor = window_end0.copy()
+        first_event = np.full(row_of.shape[0], -1, dtype=np.int64)
+        event_value = np.empty(n, dtype=np.int64)
+        event_window = np.empty(n, dtype=np.int64)
+        event_sample = np.empty(n, dtype=np.int64)
+        run_first: list[Int64Array] = []
+        run_container: list[Int64Array] = []
+        for start in range(0, n, _CHUNK):
+            stop = min(start + _CHUNK, n)
+            order, keys = sorted_groups(container[start:stop])
+            runs = np.flatnonzero(group_starts(keys))
+            owner = keys[runs]
+            chunk_t = np.take(t_ns[start:stop], order)
+            np.take(value[start:stop], order, out=event_value[start:stop])
+            order += start
+            event_sample[start:stop] = order
+            new = first_event[owner] < 0
+            first_event[owner[new]] = runs[new] + start
+            unanchored = new & (anchor[owner] == UNSET_NS)
+            anchor[owner[unanchored]] = chunk_t[runs[unanchored]]
+            # Interval k >= 0 after the anchor ends at anchor + (k + 1) * interval; events
+            # before the anchor (k = -1) belong to the interval ending at the anchor.
+            window = event_window[start:stop]
+            sizes = np.diff(np.append(runs, stop - start))
+            np.subtract(chunk_t, np.repeat(anchor[owner], sizes), out=window)
+            window //= interval_ns
+            np.maximum(window, -1, out=window)
+            run_first.append(runs + start)
+            run_container.append(owner)
+        return cls(
+            value=event_value,
+            window=event_window,
+            sample=event_sample if valid is None else valid[event_sample],
+            run_first=np.concatenate(run_first),
+            run_container=np.concatenate(run_container),
+            first_event=first_event,
+            anchor=anchor,
+        )
+
+
+@dataclass
+class _Parts:
+    """Runs of one container and one interval within a chunk, and the segments they form.
+
+    Segments are numbered in (container, interval) order; parts in event order.
+    """
+
+    first: Int64Array  # first event of each part
+    boundary: BoolArray  # per event: it starts a part
+    segment: Int64Array  # per part
+    by_container: Int64Array  # parts in (container, chunk) order
+    seg_first_part: Int64Array
+    seg_group: Int64Array
+    seg_window_end: Int64Array
+    seg_continuing: BoolArray
+    start_value: Int64Array  # per segment: the opener's value, or the carried peak
+    last_of_container: Int64Array  # per group: its last part
+
+    @classmethod
+    def of(
+        cls,
+        chunked: _Chunked,
+        store: AggregateStore,
+        row_of: Int64Array,
+        present: Int64Array,
+        interval_ns: int,
+    ) -> _Parts:
+        n = chunked.value.shape[0]
+        boundary = np.zeros(n, dtype=bool)
+        boundary[chunked.run_first] = True
+        boundary[1:] |= chunked.window[1:] != chunked.window[:-1]
+        first = np.flatnonzero(boundary)
+        container = chunked.run_container[_run_of(chunked.run_first, first)]
+        window = chunked.window[first]
+        by_container = stable_order(container)
+        sorted_container = container[by_container]
+        sorted_window = window[by_container]
+        new_container = np.ones(by_container.shape[0], dtype=bool)
+        new_container[1:] = sorted_container[1:] != sorted_container[:-1]
+        seg_start = new_container.copy()
+        seg_start[1:] |= sorted_window[1:] != sorted_window[:-1]
+        segment = np.empty(by_container.shape[0], dtype=np.int64)
+        segment[by_container] = np.cumsum(seg_start) - 1
+        seg_first_part = by_container[seg_start]
+        seg_container = sorted_container[seg_start]
+        seg_window_end = (
+            chunked.anchor[seg_container] + (sorted_window[seg_start] + 1) * interval_ns
+        )
+        seg_end0 = store.window_end_ns[row_of[seg_container]]
+        seg_continuing = (seg_end0 != UNSET_NS) & (seg_window_end == seg_end0)
+        group_of = np.full(row_of.shape[0], -1, dtype=np.int64)
+        group_of[present] = np.arange(present.shape[0])
+        seg_group = group_of[seg_container]
+        rows = row_of[present]
+        carried_peak = np.maximum(store.memory_peak_bytes[rows], store.oom_peak_bytes[rows])
+        start_value = np.where(
+            seg_continuing, carried_peak[seg_group], chunked.value[first[seg_first_part]]
+        )
+        return cls(
+            first=first,
+            boundary=boundary,
+            segment=segment,
+            by_container=by_container,
+            seg_first_part=seg_first_part,
+            seg_group=seg_group,
+            seg_window_end=seg_window_end,
+            seg_continuing=seg_continuing,
+            start_value=start_value,
+            last_of_container=by_container[np.append(new_container[1:], True)],
+        )
+
+    def carries(self, value: Int64Array, width: int) -> Int64Array:
+        """Per part: the peak before its first event (-1 for a segment's opening part).
+
+        The largest of the segment's earlier parts and, for a continuing segment, the peak
+        carried from before the batch; a segment's opening part has its opener instead.
+        """
+        part_max = np.maximum.reduceat(value, self.first)
+        sorted_segment = self.segment[self.by_container]
+        running = sorted_segment * width + part_max[self.by_container]
+        np.maximum.accumulate(running, out=running)
+        earlier = np.full(running.shape[0], -1, dtype=np.int64)
+        earlier[1:] = running[:-1] - sorted_segment[1:] * width
+        earlier[group_starts(sorted_segment)] = -1
+        base = np.where(self.seg_continuing, self.start_value, -1)[sorted_segment]
+        carry = np.empty(running.shape[0], dtype=np.int64)
+        carry[self.by_container] = np.maximum(earlier, base)
+        return carry
+
+    def changes(self, value: Int64Array) -> _Changes | None:
+        """`_peak_changes` over parts: a part's first event competes with its carry."""
+        width = max(int(value.max()), int(self.start_value.max())) + 1
+        n_parts = self.first.shape[0]
+        if n_parts * width >= 2**62:
+            return None
+        carry = self.carries(value, width)
+        lift = np.arange(n_parts, dtype=np.int64) * width
+        lifted = np.repeat(lift, np.diff(np.append(self.first, value.shape[0])))
+        lifted += value
+        carrying = np.flatnonzero(carry >= 0)
+        carrying_first = self.first[carrying]
+        carried = carry[carrying]
+        lifted[carrying_first] = lift[carrying] + np.maximum(value[carrying_first], carried)
+        running = np.maximum.accumulate(lifted, out=lifted)
+        rises = np.flatnonzero(running[1:] > running[:-1]) + 1
+        rises = rises[~self.boundary[rises]]
+        rise_part = _run_of(self.first, rises)
+        beats = value[carrying_first] > carried
+        changed = np.concatenate([rises, carrying_first[beats]])
+        segment = self.segment[np.concatenate([rise_part, carrying[beats]])]
+        replaced = np.concatenate([running[rises - 1] - lift[rise_part], carried[beats]])
+        # A zero starting peak freezes the interval, as upstream.
+        live = self.start_value[segment] != 0
+        return _Changes(changed[live], segment[live], replaced[live])
+
+
+def _update_containers(store: AggregateStore, summary: _Summary) -> None:
     """Each running container's interval, peaks and last sample time after the batch."""
-    rows = events.group_row
-    last = events.group_last
-    last_segment = windows.segment_of(last)
-    continuing_last = windows.seg_continuing[last_segment]
+    rows = summary.group_row
+    last_segment = summary.group_last_segment
+    continuing_last = summary.seg_continuing[last_segment]
     usage = np.where(continuing_last, store.memory_peak_bytes[rows], 0)
     kill = np.where(continuing_last, store.oom_peak_bytes[rows], 0)
     # The peaks added in each container's last interval.
-    adds = np.concatenate([changes.event, windows.opener_index])
-    add_segment = np.concatenate([changes.segment, windows.opener_segment])
-    add_group = windows.seg_group[add_segment]
+    changes = summary.changes
+    adds = np.concatenate([changes.event, summary.opener_event])
+    add_segment = np.concatenate([changes.segment, summary.opener_segment])
+    add_group = summary.seg_group[add_segment]
     in_last = add_segment == last_segment[add_group]
     adds, add_group = adds[in_last], add_group[in_last]
-    oom = events.is_oom[adds]
-    np.maximum.at(usage, add_group[~oom], value[adds[~oom]])
-    np.maximum.at(kill, add_group[oom], value[adds[oom]])
+    oom = summary.oom(adds)
+    np.maximum.at(usage, add_group[~oom], summary.value[adds[~oom]])
+    np.maximum.at(kill, add_group[oom], summary.value[adds[oom]])
     store.memory_peak_bytes[rows] = usage
     store.oom_peak_bytes[rows] = kill
-    store.window_end_ns[rows] = windows.seg_window_end[last_segment]
-    store.last_memory_sample_start_ns[rows] = events.t_ns[last]
+    store.window_end_ns[rows] = summary.seg_window_end[last_segment]
+    store.last_memory_sample_start_ns[rows] = summary.group_last_t
 
 
 @dataclass
@@ -514,41 +798,28 @@ class _Operations:
         return _Operations(self.aggregate[mask], self.t_ns[mask], self.value[mask], self.sign[mask])
 
 
-def _operations(
-    *,
-    store: AggregateStore,
-    events: _Events,
-    windows: _Windows,
-    value: Int64Array,
-    changes: _Changes,
-) -> _Operations:
+def _operations(store: AggregateStore, summary: _Summary) -> _Operations:
     """A peak change removes the replaced peak, then adds the new one; an opener only adds."""
-    adds = np.concatenate([changes.event, windows.opener_index])
-    order_key = np.concatenate([events.position(changes.event) * 2, events.position(adds) * 2 + 1])
+    changes = summary.changes
+    adds = np.concatenate([changes.event, summary.opener_event])
+    order_key = np.concatenate(
+        [summary.position(changes.event) * 2, summary.position(adds) * 2 + 1]
+    )
     order = stable_order(order_key)
     n_changes = changes.event.shape[0]
     sign = np.ones(order.shape[0], dtype=np.int64)
     sign[order < n_changes] = -1
-    segment = np.concatenate([changes.segment, changes.segment, windows.opener_segment])[order]
+    segment = np.concatenate([changes.segment, changes.segment, summary.opener_segment])[order]
     return _Operations(
-        aggregate=store.container_aggregate[events.group_row[windows.seg_group[segment]]],
-        t_ns=windows.seg_window_end[segment],
-        value=np.concatenate([changes.replaced, value[adds]])[order],
+        aggregate=store.container_aggregate[summary.group_row[summary.seg_group[segment]]],
+        t_ns=summary.seg_window_end[segment],
+        value=np.concatenate([changes.replaced, summary.value[adds]])[order],
         sign=sign,
     )
 
 
-def _apply_operations(
-    *,
-    store: AggregateStore,
-    events: _Events,
-    windows: _Windows,
-    value: Int64Array,
-    changes: _Changes,
-) -> None:
-    operations = _operations(
-        store=store, events=events, windows=windows, value=value, changes=changes
-    )
+def _apply_operations(store: AggregateStore, summary: _Summary) -> None:
+    operations = _operations(store, summary)
     if operations.sign.shape[0] == 0:
         return
     prepared = _Prepared.of(store, operations)
