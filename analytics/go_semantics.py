@@ -14,6 +14,8 @@ import numpy.typing as npt
 
 __all__ = [
     "EXP2_BLOCK",
+    "EXP2_OVERFLOW",
+    "EXP2_UNDERFLOW",
     "MAX_RESOURCE_AMOUNT",
     "UNSET_NS",
     "Exp2Blocks",
@@ -211,9 +213,9 @@ _LOG_L: Final = (
 _HALF_SQRT2: Final = 7.07106781186547524401e-01
 
 
-# Go's Exp2 returns early (inf, 0 or the NaN itself) outside this range.
-_EXP2_OVERFLOW: Final = 1.0239999999999999e03
-_EXP2_UNDERFLOW: Final = -1.0740e03
+EXP2_OVERFLOW: Final = 1.0239999999999999e03
+"""Go's Exp2 returns early (inf, 0 or the NaN itself) outside [EXP2_UNDERFLOW, EXP2_OVERFLOW]."""
+EXP2_UNDERFLOW: Final = -1.0740e03
 EXP2_BLOCK: Final = 32768
 """Elements per block of `Exp2Blocks` by default: its scratch arrays stay in the L2 cache."""
 
@@ -221,7 +223,7 @@ EXP2_BLOCK: Final = 32768
 def go_exp2(x: FloatArray) -> FloatArray:
     """Go's `math.Exp2` over an array, bit for bit."""
     x = np.asarray(x, dtype=np.float64)
-    if x.size and x.min() >= _EXP2_UNDERFLOW and x.max() <= _EXP2_OVERFLOW:
+    if x.size and x.min() >= EXP2_UNDERFLOW and x.max() <= EXP2_OVERFLOW:
         # No NaN (min and max would be NaN), no infinity, no early return: every element
         # takes the arithmetic path.
         flat = x.ravel()
@@ -231,7 +233,7 @@ def go_exp2(x: FloatArray) -> FloatArray:
             stop = start + EXP2_BLOCK
             blocks.in_range(flat[start:stop], blocked[start:stop])
         return blocked.reshape(x.shape)
-    finite = np.isfinite(x) & (x <= _EXP2_OVERFLOW) & (x >= _EXP2_UNDERFLOW)
+    finite = np.isfinite(x) & (x <= EXP2_OVERFLOW) & (x >= EXP2_UNDERFLOW)
     xs = np.where(finite, x, 0.0)
     k = np.where(xs > 0, np.trunc(xs + 0.5), np.where(xs < 0, np.trunc(xs - 0.5), 0.0))
     t = xs - k
@@ -267,7 +269,7 @@ class Exp2Blocks:
 
     def into(self, x: FloatArray, out: FloatArray) -> None:
         """out[:] = go_exp2(x), for a 1-D block x of at most `size` elements."""
-        if x.shape[0] and x.min() >= _EXP2_UNDERFLOW and x.max() <= _EXP2_OVERFLOW:
+        if x.shape[0] and x.min() >= EXP2_UNDERFLOW and x.max() <= EXP2_OVERFLOW:
             self.in_range(x, out)
         else:
             out[...] = go_exp2(x)

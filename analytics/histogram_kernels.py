@@ -212,7 +212,7 @@ def _decayed_weights(
     np.not_equal(t_ns[1:], t_ns[:-1], out=run_start[1:])
     references = np.unique(reference[touched])
     if np.count_nonzero(run_start) * references.shape[0] > n // 4:
-        return weighted_decay_factors(t_ns, rows, reference, half_life_ns, weight)
+        return weighted_decay_factors(t_ns, rows, reference, half_life_ns, weight, touched=touched)
     heads = np.flatnonzero(run_start)
     table = weight * decay_factors(t_ns[heads][None, :], references[:, None], half_life_ns)
     if references.shape[0] == 1:

@@ -15,7 +15,15 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from analytics.go_semantics import EXP2_BLOCK, Exp2Blocks, go_exp2, go_log, go_pow
+from analytics.go_semantics import (
+    EXP2_BLOCK,
+    EXP2_OVERFLOW,
+    EXP2_UNDERFLOW,
+    Exp2Blocks,
+    go_exp2,
+    go_log,
+    go_pow,
+)
 
 __all__ = [
     "CPU_LAYOUT",
@@ -224,27 +232,50 @@ def weighted_decay_factors(
     row_reference_ns: Int64Array,
     half_life_ns: int,
     weight: float,
+    *,
+    touched: Int64Array | None = None,
 ) -> FloatArray:
     """`weight * decay_factors(t_ns, row_reference_ns[rows], half_life_ns)`, bit for bit.
 
     Computed block by block, so that the per-sample references, elapsed times and exponents
-    never exist as full-size arrays.
+    never exist as full-size arrays. `touched` (the rows that occur in `rows`) allows two
+    shortcuts: one reference for all samples, and a single range check for Exp2 (exponents
+    grow with t and shrink with the reference, so the extremes bound them all).
     """
     n = t_ns.shape[0]
     result = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return result
     size = min(n, EXP2_BLOCK)
     elapsed = np.empty(size, dtype=np.int64)
     exponent = np.empty(size, dtype=np.float64)
     blocks = Exp2Blocks(size)
     scale = float(half_life_ns)
+    single: int | None = None
+    in_range = False
+    if touched is not None and touched.shape[0]:
+        references = row_reference_ns[touched]
+        low = int(t_ns.min()) - int(references.max())
+        high = int(t_ns.max()) - int(references.min())
+        if low >= -(2**63) and high < 2**63:
+            lowest, highest = float(low) / scale, float(high) / scale
+            in_range = lowest >= EXP2_UNDERFLOW and highest <= EXP2_OVERFLOW
+        if int(references.min()) == int(references.max()):
+            single = int(references[0])
     for start in range(0, n, size):
         stop = min(start + size, n)
         m = stop - start
-        np.take(row_reference_ns, rows[start:stop], out=elapsed[:m])
-        np.subtract(t_ns[start:stop], elapsed[:m], out=elapsed[:m])
+        if single is None:
+            np.take(row_reference_ns, rows[start:stop], out=elapsed[:m])
+            np.subtract(t_ns[start:stop], elapsed[:m], out=elapsed[:m])
+        else:
+            np.subtract(t_ns[start:stop], single, out=elapsed[:m])
         exponent[:m] = elapsed[:m]
         exponent[:m] /= scale
         out = result[start:stop]
-        blocks.into(exponent[:m], out)
+        if in_range:
+            blocks.in_range(exponent[:m], out)
+        else:
+            blocks.into(exponent[:m], out)
         out *= weight
     return result

@@ -531,6 +531,9 @@ class _Summary:
 _CHUNK = 32768
 """Samples per chunk of `_regular_summary`: a chunk's sort and gathers stay in the L2 cache."""
 
+_VALUE_BITS = 47
+"""Bits of a memory amount (at most 1e14 bytes) when packed with its interval index."""
+
 
 def _regular_summary(
     store: AggregateStore, samples: PreparedSamples, row_of: Int64Array, interval_ns: int
@@ -613,26 +616,38 @@ class _Chunked:
         event_sample = np.empty(n, dtype=np.int64)
         run_first: list[Int64Array] = []
         run_container: list[Int64Array] = []
+        # A chunk's intervals and values travel as one word each through the gather.
+        packable = int(value.max()) < 1 << _VALUE_BITS
+        window = np.empty(min(n, _CHUNK), dtype=np.int64)
         for start in range(0, n, _CHUNK):
             stop = min(start + _CHUNK, n)
-            order, keys = sorted_groups(container[start:stop])
-            runs = np.flatnonzero(group_starts(keys))
-            owner = keys[runs]
-            chunk_t = np.take(t_ns[start:stop], order)
-            np.take(value[start:stop], order, out=event_value[start:stop])
-            order += start
-            event_sample[start:stop] = order
+            keys = container[start:stop]
+            order, sorted_keys = sorted_groups(keys)
+            runs = np.flatnonzero(group_starts(sorted_keys))
+            owner = sorted_keys[runs]
+            np.add(order, start, out=event_sample[start:stop])
             new = first_event[owner] < 0
             first_event[owner[new]] = runs[new] + start
             unanchored = new & (anchor[owner] == UNSET_NS)
-            anchor[owner[unanchored]] = chunk_t[runs[unanchored]]
+            anchor[owner[unanchored]] = t_ns[event_sample[runs[unanchored] + start]]
             # Interval k >= 0 after the anchor ends at anchor + (k + 1) * interval; events
             # before the anchor (k = -1) belong to the interval ending at the anchor.
-            window = event_window[start:stop]
-            sizes = np.diff(np.append(runs, stop - start))
-            np.subtract(chunk_t, np.repeat(anchor[owner], sizes), out=window)
-            window //= interval_ns
-            np.maximum(window, -1, out=window)
+            chunk_window = window[: stop - start]
+            np.take(anchor, keys, out=chunk_window)
+            np.subtract(t_ns[start:stop], chunk_window, out=chunk_window)
+            chunk_window //= interval_ns
+            np.maximum(chunk_window, -1, out=chunk_window)
+            if packable and int(chunk_window.max()) < (1 << (62 - _VALUE_BITS)) - 1:
+                chunk_window += 1
+                chunk_window <<= _VALUE_BITS
+                chunk_window |= value[start:stop]
+                packed = np.take(chunk_window, order)
+                np.bitwise_and(packed, (1 << _VALUE_BITS) - 1, out=event_value[start:stop])
+                np.right_shift(packed, _VALUE_BITS, out=event_window[start:stop])
+                event_window[start:stop] -= 1
+            else:
+                np.take(chunk_window, order, out=event_window[start:stop])
+                np.take(value[start:stop], order, out=event_value[start:stop])
             run_first.append(runs + start)
             run_container.append(owner)
         return cls(

@@ -217,3 +217,20 @@ def test_grid_trace_ingests_exactly_as_one_by_one(seed: int, stagger_minutes: in
     skipped = ingest_samples(store, prepare_samples(frame))
     assert_identical(scalar.to_store(), store)
     assert skipped == expected_skipped
+
+
+def test_samples_far_older_than_the_reference_decay_exactly_as_one_by_one() -> None:
+    # Exponents below Exp2's range (weights of exactly zero) and near its edge (subnormal).
+    half_life = MINUTE
+    rows = np.array([0, 1, 0, 1, 0, 1] * 400)
+    t_ns = T0 + np.repeat(np.arange(1200), 2) * MINUTE
+    # The first two samples set the reference at T0 + 1199 minutes: these lie 700 to 1099
+    # half-lives before it.
+    t_ns[:400] = T0 + (1199 - np.arange(700, 1100)) * MINUTE
+    arrays = HistogramArrays.empty(CPU_LAYOUT, half_life, 2)
+    scalars = scalar_rows(CPU_LAYOUT, half_life, rows[:2], t_ns[-2:], np.array([0.5, 0.5]))
+    add_samples(arrays, rows[:2], t_ns[-2:], np.array([0.5, 0.5]), 0.1)
+    for row, t, value in zip(rows.tolist(), t_ns.tolist(), [0.25] * rows.size, strict=True):
+        scalars[row].add_sample(value, 0.1, t)
+    add_samples(arrays, rows, t_ns, np.full(rows.size, 0.25), 0.1)
+    assert_rows_equal(arrays, scalars)

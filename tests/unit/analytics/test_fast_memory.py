@@ -43,7 +43,8 @@ def test_small_chunks_equal_scalar(
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
 @pytest.mark.parametrize("growing", [False, True])
-def test_chunks_on_a_realistic_trace(chunk: int, growing: bool) -> None:
+@pytest.mark.parametrize("value_bits", [47, 60])
+def test_chunks_on_a_realistic_trace(chunk: int, growing: bool, value_bits: int) -> None:
     # Without OOM kills (those take the general path); growing memory raises a peak with
     # almost every sample, carried across chunk boundaries.
     frame = mixed_trace(4, days=2, step_minutes=5).drop("oom")
@@ -52,7 +53,12 @@ def test_chunks_on_a_realistic_trace(chunk: int, growing: bool) -> None:
             pl.Series("memory", (200 * MIB + np.arange(frame.height) * 4096).astype(float))
         )
     params = ModelParams(memory_aggregation_interval_s=3600.0)
-    with mock.patch.object(ingest_memory, "_CHUNK", chunk):
+    # 60 value bits leave room for interval indices below 3 only: most chunks are gathered
+    # without packing.
+    with (
+        mock.patch.object(ingest_memory, "_CHUNK", chunk),
+        mock.patch.object(ingest_memory, "_VALUE_BITS", value_bits),
+    ):
         scalar, vector, scalar_skipped, vector_skipped = run_both(frame, params, [700])
     assert_identical(scalar, vector)
     assert scalar_skipped == vector_skipped
