@@ -53,22 +53,16 @@ def _map_containers(store: AggregateStore, samples: PreparedSamples) -> Int64Arr
     aggregate = aggregates["aggregate"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
     missing = aggregates.filter(pl.col("aggregate").is_null())
     if missing.height:
-        created = missing.select(AGGREGATE_KEYS).unique(maintain_order=True)
-        created = created.with_row_index("created")
+        # New aggregates in order of first appearance, each made when its first container
+        # was first seen.
+        groups = missing.group_by(AGGREGATE_KEYS, maintain_order=True).agg(pl.col("new"))
+        members = groups["new"].explode().to_numpy().astype(np.int64)
+        created = np.repeat(np.arange(groups.height), groups["new"].list.len().to_numpy())
         first_seen = _first_time(samples.container, samples.t_ns, samples.container_keys.height)
-        creation_per_new = first_seen[new]
-        creation = (
-            missing.with_columns(pl.Series("t", creation_per_new[missing["new"].to_numpy()]))
-            .join(created, on=list(AGGREGATE_KEYS))
-            .group_by("created")
-            .agg(pl.col("t").min())
-            .sort("created")["t"]
-            .to_numpy()
-        )
+        creation = _first_time(created, first_seen[new][members], groups.height)
         base = store.n_aggregates
-        store.add_aggregates(created.drop("created"), creation)
-        lookup = missing.join(created, on=list(AGGREGATE_KEYS)).sort("new")
-        aggregate[lookup["new"].to_numpy()] = base + lookup["created"].to_numpy()
+        store.add_aggregates(groups.select(AGGREGATE_KEYS), creation)
+        aggregate[members] = base + created
     base = store.n_containers
     store.add_containers(new_keys, aggregate)
     row[new] = base + np.arange(new.shape[0])
