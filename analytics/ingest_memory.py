@@ -619,12 +619,18 @@ class _Chunked:
         # A chunk's intervals and values travel as one word each through the gather.
         packable = int(value.max()) < 1 << _VALUE_BITS
         window = np.empty(min(n, _CHUNK), dtype=np.int64)
+        grouper = _ChunkGrouper.of(row_of.shape[0], min(n, _CHUNK))
+        narrow = None if grouper is None else container.astype(np.int32)
         for start in range(0, n, _CHUNK):
             stop = min(start + _CHUNK, n)
             keys = container[start:stop]
-            order, sorted_keys = sorted_groups(keys)
-            runs = np.flatnonzero(group_starts(sorted_keys))
-            owner = sorted_keys[runs]
+            sorted_keys: IndexArray
+            if grouper is None or narrow is None:
+                order, sorted_keys = sorted_groups(keys)
+            else:
+                order, sorted_keys = grouper.group(narrow[start:stop])
+            runs = np.flatnonzero(np.append(True, sorted_keys[1:] != sorted_keys[:-1]))
+            owner = sorted_keys[runs].astype(np.int64)
             np.add(order, start, out=event_sample[start:stop])
             new = first_event[owner] < 0
             first_event[owner[new]] = runs[new] + start
@@ -659,6 +665,37 @@ class _Chunked:
             first_event=first_event,
             anchor=anchor,
         )
+
+
+class _ChunkGrouper:
+    """`sorted_groups` for chunks of small keys: 32-bit packed sorts into reused buffers."""
+
+    def __init__(self, shift: int, size: int) -> None:
+        self.shift = shift
+        self.positions = np.arange(size, dtype=np.int32)
+        self.packed = np.empty(size, dtype=np.int32)
+        self.order = np.empty(size, dtype=np.int64)
+        self.keys = np.empty(size, dtype=np.int32)
+
+    @classmethod
+    def of(cls, n_keys: int, size: int) -> _ChunkGrouper | None:
+        shift = (size - 1).bit_length()
+        if (n_keys - 1).bit_length() + shift > 31:
+            return None
+        return cls(shift, size)
+
+    def group(self, keys: npt.NDArray[np.int32]) -> tuple[Int64Array, npt.NDArray[np.int32]]:
+        """(stable order of keys, keys in that order), in buffers that the next call reuses."""
+        m = keys.shape[0]
+        packed = self.packed[:m]
+        np.left_shift(keys, self.shift, out=packed)
+        packed |= self.positions[:m]
+        packed.sort()
+        order = self.order[:m]
+        np.bitwise_and(packed, (1 << self.shift) - 1, out=order)
+        sorted_keys = self.keys[:m]
+        np.right_shift(packed, self.shift, out=sorted_keys)
+        return order, sorted_keys
 
 
 @dataclass
