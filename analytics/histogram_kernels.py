@@ -24,6 +24,7 @@ from analytics.histogram_layout import (
 )
 
 __all__ = [
+    "Earliest",
     "add_bucketed_samples",
     "add_samples",
     "fold_rows",
@@ -147,10 +148,18 @@ def _first_index(rows: Int64Array, n_rows: int) -> Int64Array:
     return first
 
 
-def _first_times(rows: Int64Array, t_ns: Int64Array, n_rows: int) -> tuple[Int64Array, Int64Array]:
+Earliest = tuple[Int64Array, Int64Array]
+"""(rows with samples, per row the time of its earliest sample)."""
+
+
+def _first_times(
+    rows: Int64Array, t_ns: Int64Array, n_rows: int, earliest: Earliest | None
+) -> tuple[Int64Array, Int64Array]:
     """Rows with samples, and per row the time of its first sample (in sequence order)."""
     if bool((t_ns[1:] >= t_ns[:-1]).all()):
         # Times in order (as batches are): a row's first sample is its earliest.
+        if earliest is not None:
+            return earliest
         first_t = np.full(n_rows, _INT64_MAX, dtype=np.int64)
         np.minimum.at(first_t, rows, t_ns)
         if t_ns[-1] != _INT64_MAX:
@@ -164,14 +173,20 @@ def _first_times(rows: Int64Array, t_ns: Int64Array, n_rows: int) -> tuple[Int64
 
 
 def _add_without_moving_references(
-    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, buckets: IndexArray, weight: float
+    h: HistogramArrays,
+    rows: Int64Array,
+    t_ns: Int64Array,
+    buckets: IndexArray,
+    weight: float,
+    *,
+    earliest: Earliest | None,
 ) -> bool:
     """The common case of `add_samples`: no reference moves except being set for the first time.
 
     Returns False, changing nothing, when some sample would move a set reference.
     """
     reference = h.reference_ns.copy()
-    touched, first_t = _first_times(rows, t_ns, len(h))
+    touched, first_t = _first_times(rows, t_ns, len(h), earliest)
     starting = touched[reference[touched] == UNSET_NS]
     reference[starting] = round_time_array(first_t[starting], h.half_life_ns)
     limit_span = h.half_life_ns * MAX_DECAY_EXPONENT
@@ -270,13 +285,22 @@ def add_samples(
 
 
 def add_bucketed_samples(
-    h: HistogramArrays, rows: Int64Array, t_ns: Int64Array, buckets: IndexArray, weight: float
+    h: HistogramArrays,
+    rows: Int64Array,
+    t_ns: Int64Array,
+    buckets: IndexArray,
+    weight: float,
+    *,
+    earliest: Earliest | None = None,
 ) -> None:
-    """`add_samples` with each sample's bucket index instead of its value."""
+    """`add_samples` with each sample's bucket index instead of its value.
+
+    earliest: the caller's (rows with samples, per row its earliest sample time), if known.
+    """
     n = rows.shape[0]
     if n == 0:
         return
-    if _add_without_moving_references(h, rows, t_ns, buckets, weight):
+    if _add_without_moving_references(h, rows, t_ns, buckets, weight, earliest=earliest):
         return
     order = stable_order(rows)
     row = rows[order]

@@ -118,7 +118,10 @@ def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row_of: Int64Ar
     np.add.at(store.total_samples_count, aggregate, count[present])
 
     buckets = store.cpu.layout.amount_bucket_index(millicores, 1000.0)
-    add_bucketed_samples(store.cpu, aggregate_of[container], t_ns, buckets, MIN_SAMPLE_WEIGHT)
+    earliest = (np.unique(aggregate), first_of_aggregate)
+    add_bucketed_samples(
+        store.cpu, aggregate_of[container], t_ns, buckets, MIN_SAMPLE_WEIGHT, earliest=earliest
+    )
     return n_valid - int(t_ns.shape[0])
 
 
