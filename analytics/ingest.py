@@ -16,7 +16,7 @@ import polars as pl
 from analytics.go_semantics import UNSET_NS
 from analytics.histogram_kernels import add_bucketed_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
-from analytics.ingest_memory import ingest_memory_of_containers
+from analytics.ingest_memory import ContainerSpans, ingest_memory_with_spans
 from analytics.store import AggregateStore
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
 
@@ -69,11 +69,17 @@ def _map_containers(store: AggregateStore, samples: PreparedSamples) -> Int64Arr
     return row
 
 
-def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row_of: Int64Array) -> int:
+def _ingest_cpu(
+    store: AggregateStore,
+    samples: PreparedSamples,
+    row_of: Int64Array,
+    spans: ContainerSpans | None,
+) -> int:
     """CPU samples: per-container dedup, then one weighted sample each. Returns dropped count.
 
     row_of: store row of each of the batch's containers (distinct rows for distinct containers,
     so batch container indices identify running containers as well as store rows do).
+    spans: the batch's per-container sample counts and first and last times, if known.
     """
     container = samples.container
     t_ns = samples.t_ns
@@ -93,11 +99,16 @@ def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row_of: Int64Ar
 
     # Bookkeeping per batch container first (few), then per running container and aggregate.
     n_batch = row_of.shape[0]
-    last = np.full(n_batch, UNSET_NS, dtype=np.int64)
-    np.maximum.at(last, container, t_ns)
-    first = np.full(n_batch, _INT64_MAX, dtype=np.int64)
-    np.minimum.at(first, container, t_ns)
-    count = np.bincount(container, minlength=n_batch)
+    if spans is not None and t_ns.shape[0] == len(samples) and _in_order(t_ns):
+        # Every sample is kept, in time order: a container's first and last samples are its
+        # earliest and latest.
+        count, first, last = spans.count, spans.first_t, spans.last_t
+    else:
+        last = np.full(n_batch, UNSET_NS, dtype=np.int64)
+        np.maximum.at(last, container, t_ns)
+        first = np.full(n_batch, _INT64_MAX, dtype=np.int64)
+        np.minimum.at(first, container, t_ns)
+        count = np.bincount(container, minlength=n_batch)
     present = np.flatnonzero(count)
     rows = row_of[present]
     store.last_cpu_sample_start_ns[rows] = np.maximum(
@@ -123,6 +134,10 @@ def _ingest_cpu(store: AggregateStore, samples: PreparedSamples, row_of: Int64Ar
         store.cpu, aggregate_of[container], t_ns, buckets, MIN_SAMPLE_WEIGHT, earliest=earliest
     )
     return n_valid - int(t_ns.shape[0])
+
+
+def _in_order(t_ns: Int64Array) -> bool:
+    return bool((t_ns[1:] >= t_ns[:-1]).all())
 
 
 def _rejected_cpu(
@@ -151,8 +166,11 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
     if len(samples) == 0:
         return skipped
     row_of_batch_container = _map_containers(store, samples)
-    dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container)
+    # Memory first (the two resources' states are independent): its grouping of the samples
+    # by container also gives the CPU bookkeeping what it needs.
+    memory_skipped, spans = ingest_memory_with_spans(store, samples, row_of_batch_container)
+    dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container, spans)
     if dropped_cpu:
         skipped["cpu_not_newer"] = dropped_cpu
-    skipped.update(ingest_memory_of_containers(store, samples, row_of_batch_container))
+    skipped.update(memory_skipped)
     return skipped

@@ -35,7 +35,12 @@ from analytics.histogram_layout import MAX_DECAY_EXPONENT, IndexArray, decay_fac
 from analytics.store import AggregateStore
 from analytics.usage import PreparedSamples
 
-__all__ = ["ingest_memory", "ingest_memory_of_containers"]
+__all__ = [
+    "ContainerSpans",
+    "ingest_memory",
+    "ingest_memory_of_containers",
+    "ingest_memory_with_spans",
+]
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -442,6 +447,25 @@ def ingest_memory_of_containers(
     store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
 ) -> Counter[str]:
     """`ingest_memory`, given the store row of each of the batch's containers instead."""
+    return ingest_memory_with_spans(store, samples, row_of_container)[0]
+
+
+@dataclass(frozen=True)
+class ContainerSpans:
+    """Per batch container: its number of samples and the times of its first and last one."""
+
+    count: Int64Array
+    first_t: Int64Array  # UNSET_NS for a container without samples
+    last_t: Int64Array
+
+
+def ingest_memory_with_spans(
+    store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
+) -> tuple[Counter[str], ContainerSpans | None]:
+    """`ingest_memory_of_containers`, and the batch's `ContainerSpans` when every sample was a
+    memory event (all memory values valid, no OOM kill, none dropped): the grouping by
+    container finds them at little cost.
+    """
     interval_ns = store.params.memory_interval_ns
     if not samples.oom.any():
         # Usage samples only (the common case): chunk by chunk, unless some must be dropped.
@@ -449,7 +473,15 @@ def ingest_memory_of_containers(
         if summary is not None:
             _apply_operations(store, summary)
             _update_containers(store, summary)
-            return Counter()
+            return Counter(), summary.spans
+    return _ingest_memory_events(store, samples, row_of_container), None
+
+
+def _ingest_memory_events(
+    store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
+) -> Counter[str]:
+    """The general path: any mix of usage samples and OOM kills, including dropped ones."""
+    interval_ns = store.params.memory_interval_ns
     skipped: Counter[str] = Counter()
     events = _events(samples, row_of_container)
     if events.n == 0:
@@ -513,6 +545,7 @@ class _Summary:
     changes: _Changes
     opener_event: Int64Array  # events that open a new interval, and their segments
     opener_segment: Int64Array
+    spans: ContainerSpans | None = None  # when every sample of the batch is an event
 
     def position(self, event: Int64Array) -> Int64Array:
         """Canonical position of events: 2 * sample row + (1 for an OOM kill)."""
@@ -564,6 +597,13 @@ def _regular_summary(
     n = chunked.value.shape[0]
     last_event = np.append(parts.first[1:], n)[parts.last_of_container] - 1
     opener_segment = np.flatnonzero(~parts.seg_continuing)
+    spans = None
+    if n == samples.t_ns.shape[0]:
+        first_t = np.full(row_of.shape[0], UNSET_NS, dtype=np.int64)
+        last_t = first_t.copy()
+        first_t[present] = samples.t_ns[chunked.sample[chunked.first_event[present]]]
+        last_t[present] = samples.t_ns[chunked.sample[last_event]]
+        spans = ContainerSpans(chunked.count, first_t, last_t)
     return _Summary(
         sample=chunked.sample,
         is_oom=None,
@@ -577,6 +617,7 @@ def _regular_summary(
         changes=changes,
         opener_event=parts.first[parts.seg_first_part[opener_segment]],
         opener_segment=opener_segment,
+        spans=spans,
     )
 
 
@@ -590,6 +631,7 @@ class _Chunked:
     run_first: Int64Array  # first event of each run (one container within one chunk)
     run_container: Int64Array  # batch container of each run
     first_event: Int64Array  # per batch container: its first event, or -1
+    count: Int64Array  # per batch container: its number of events
     anchor: Int64Array  # per batch container: where its intervals are counted from
 
     @classmethod
@@ -611,12 +653,12 @@ class _Chunked:
         # container's first event.
         anchor = window_end0.copy()
         first_event = np.full(row_of.shape[0], -1, dtype=np.int64)
+        count = np.zeros(row_of.shape[0], dtype=np.int64)
         event_value = np.empty(n, dtype=np.int64)
         event_window = np.empty(n, dtype=np.int64)
         event_sample = np.empty(n, dtype=np.int64)
         run_first: list[Int64Array] = []
         run_container: list[Int64Array] = []
-        # A chunk's intervals and values travel as one word each through the gather.
         packable = int(value.max()) < 1 << _VALUE_BITS
         window = np.empty(min(n, _CHUNK), dtype=np.int64)
         grouper = _ChunkGrouper.of(row_of.shape[0], min(n, _CHUNK))
@@ -634,6 +676,7 @@ class _Chunked:
             np.add(order, start, out=event_sample[start:stop])
             new = first_event[owner] < 0
             first_event[owner[new]] = runs[new] + start
+            count[owner] += np.diff(np.append(runs, stop - start))
             unanchored = new & (anchor[owner] == UNSET_NS)
             anchor[owner[unanchored]] = t_ns[event_sample[runs[unanchored] + start]]
             # Interval k >= 0 after the anchor ends at anchor + (k + 1) * interval; events
@@ -643,17 +686,14 @@ class _Chunked:
             np.subtract(t_ns[start:stop], chunk_window, out=chunk_window)
             chunk_window //= interval_ns
             np.maximum(chunk_window, -1, out=chunk_window)
-            if packable and int(chunk_window.max()) < (1 << (62 - _VALUE_BITS)) - 1:
-                chunk_window += 1
-                chunk_window <<= _VALUE_BITS
-                chunk_window |= value[start:stop]
-                packed = np.take(chunk_window, order)
-                np.bitwise_and(packed, (1 << _VALUE_BITS) - 1, out=event_value[start:stop])
-                np.right_shift(packed, _VALUE_BITS, out=event_window[start:stop])
-                event_window[start:stop] -= 1
-            else:
-                np.take(chunk_window, order, out=event_window[start:stop])
-                np.take(value[start:stop], order, out=event_value[start:stop])
+            _gather_chunk(
+                chunk_window,
+                value[start:stop],
+                order,
+                packable=packable,
+                out_window=event_window[start:stop],
+                out_value=event_value[start:stop],
+            )
             run_first.append(runs + start)
             run_container.append(owner)
         return cls(
@@ -663,8 +703,35 @@ class _Chunked:
             run_first=np.concatenate(run_first),
             run_container=np.concatenate(run_container),
             first_event=first_event,
+            count=count,
             anchor=anchor,
         )
+
+
+def _gather_chunk(
+    window: Int64Array,
+    value: Int64Array,
+    order: Int64Array,
+    *,
+    packable: bool,
+    out_window: Int64Array,
+    out_value: Int64Array,
+) -> None:
+    """out_window, out_value = window[order], value[order]; one gather when both fit a word.
+
+    `window` is overwritten.
+    """
+    if packable and int(window.max()) < (1 << (62 - _VALUE_BITS)) - 1:
+        window += 1
+        window <<= _VALUE_BITS
+        window |= value
+        packed = np.take(window, order)
+        np.bitwise_and(packed, (1 << _VALUE_BITS) - 1, out=out_value)
+        np.right_shift(packed, _VALUE_BITS, out=out_window)
+        out_window -= 1
+    else:
+        np.take(window, order, out=out_window)
+        np.take(value, order, out=out_value)
 
 
 class _ChunkGrouper:
