@@ -836,13 +836,12 @@ class _Parts:
             last_of_container=by_container[np.append(new_container[1:], True)],
         )
 
-    def carries(self, value: Int64Array, width: int) -> Int64Array:
+    def carries(self, part_max: Int64Array, width: int) -> Int64Array:
         """Per part: the peak before its first event (-1 for a segment's opening part).
 
         The largest of the segment's earlier parts and, for a continuing segment, the peak
         carried from before the batch; a segment's opening part has its opener instead.
         """
-        part_max = np.maximum.reduceat(value, self.first)
         sorted_segment = self.segment[self.by_container]
         running = sorted_segment * width + part_max[self.by_container]
         np.maximum.accumulate(running, out=running)
@@ -855,27 +854,47 @@ class _Parts:
         return carry
 
     def changes(self, value: Int64Array) -> _Changes | None:
-        """`_peak_changes` over parts: a part's first event competes with its carry."""
+        """`_peak_changes` over parts: a part's first event competes with its carry.
+
+        Its later events can raise the peak only if the part's largest value exceeds both the
+        carry and its first value; the running maximum is taken over those parts only (most
+        parts, once a segment's peak is high, have none).
+        """
+        n = value.shape[0]
         width = max(int(value.max()), int(self.start_value.max())) + 1
         n_parts = self.first.shape[0]
         if n_parts * width >= 2**62:
             return None
-        carry = self.carries(value, width)
-        lift = np.arange(n_parts, dtype=np.int64) * width
-        lifted = np.repeat(lift, np.diff(np.append(self.first, value.shape[0])))
-        lifted += value
+        part_max = np.maximum.reduceat(value, self.first)
+        carry = self.carries(part_max, width)
         carrying = np.flatnonzero(carry >= 0)
         carrying_first = self.first[carrying]
         carried = carry[carrying]
-        lifted[carrying_first] = lift[carrying] + np.maximum(value[carrying_first], carried)
-        running = np.maximum.accumulate(lifted, out=lifted)
-        rises = np.flatnonzero(running[1:] > running[:-1]) + 1
-        rises = rises[~self.boundary[rises]]
-        rise_part = _run_of(self.first, rises)
         beats = value[carrying_first] > carried
+        start = np.maximum(value[self.first], carry)
+        active = np.flatnonzero(part_max > start)
+        size = np.diff(np.append(self.first, n))[active]
+        total = int(size.sum())
+        offsets = np.cumsum(size) - size
+        lifted = np.repeat(np.arange(active.shape[0], dtype=np.int64) * width, size)
+        if total == n:
+            index = None
+            lifted += value
+        else:
+            index = np.repeat(self.first[active] - offsets, size)
+            index += np.arange(total)
+            lifted += value[index]
+        lifted[offsets] += start[active] - value[self.first[active]]
+        running = np.maximum.accumulate(lifted, out=lifted)
+        local = np.flatnonzero(running[1:] > running[:-1]) + 1
+        opening = np.zeros(total, dtype=bool)
+        opening[offsets] = True
+        local = local[~opening[local]]
+        local_part = _run_of(offsets, local)
+        rises = local if index is None else index[local]
         changed = np.concatenate([rises, carrying_first[beats]])
-        segment = self.segment[np.concatenate([rise_part, carrying[beats]])]
-        replaced = np.concatenate([running[rises - 1] - lift[rise_part], carried[beats]])
+        segment = self.segment[np.concatenate([active[local_part], carrying[beats]])]
+        replaced = np.concatenate([running[local - 1] - local_part * width, carried[beats]])
         # A zero starting peak freezes the interval, as upstream.
         live = self.start_value[segment] != 0
         return _Changes(changed[live], segment[live], replaced[live])
