@@ -8,6 +8,7 @@ follow one another: state carries over exactly as it does in the scalar path.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -34,39 +35,69 @@ def _first_time(keys: Int64Array, t_ns: Int64Array, n: int) -> Int64Array:
     return first
 
 
-def _map_containers(store: AggregateStore, samples: PreparedSamples) -> Int64Array:
+@dataclass
+class _Created:
+    """Aggregates created for a batch, whose creation times are still to be set."""
+
+    rows: Int64Array  # store row of each created aggregate
+    container: Int64Array  # batch containers, grouped by the aggregate they created
+    aggregate: Int64Array  # per such container: its created aggregate (0..n-1)
+
+    def set_creation(self, store: AggregateStore, first_seen: Int64Array) -> None:
+        """Each was created when its first container was first seen."""
+        creation = _first_time(self.aggregate, first_seen[self.container], self.rows.shape[0])
+        store.creation_ns[self.rows] = creation
+
+
+def _map_containers(
+    store: AggregateStore, samples: PreparedSamples
+) -> tuple[Int64Array, _Created | None]:
     """Store row of each of the batch's containers, creating rows for new ones."""
-    batch = samples.container_keys.with_row_index("batch")
-    existing = store.container_keys.with_row_index("row")
-    joined = batch.join(existing, on=list(CONTAINER_KEYS), how="left").sort("batch")
-    row = joined["row"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
-    new = np.flatnonzero(row < 0)
-    if new.shape[0] == 0:
-        return row
-    new_keys = samples.container_keys[new]
-    aggregates = (
-        new_keys.select(AGGREGATE_KEYS)
-        .with_row_index("new")
-        .join(store.aggregate_keys.with_row_index("aggregate"), on=list(AGGREGATE_KEYS), how="left")
-        .sort("new")
-    )
-    aggregate = aggregates["aggregate"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
-    missing = aggregates.filter(pl.col("aggregate").is_null())
+    n_batch = samples.container_keys.height
+    if store.n_containers == 0 and store.n_aggregates == 0:
+        # Nothing to look up (a whole trace into an empty store).
+        row = np.full(n_batch, -1, dtype=np.int64)
+        aggregate = row.copy()
+        new = np.arange(n_batch)
+        new_keys = samples.container_keys
+        missing = new_keys.select(AGGREGATE_KEYS).with_row_index("new")
+    else:
+        batch = samples.container_keys.with_row_index("batch")
+        existing = store.container_keys.with_row_index("row")
+        joined = batch.join(existing, on=list(CONTAINER_KEYS), how="left").sort("batch")
+        row = joined["row"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
+        new = np.flatnonzero(row < 0)
+        if new.shape[0] == 0:
+            return row, None
+        new_keys = samples.container_keys[new]
+        aggregates = (
+            new_keys.select(AGGREGATE_KEYS)
+            .with_row_index("new")
+            .join(
+                store.aggregate_keys.with_row_index("aggregate"),
+                on=list(AGGREGATE_KEYS),
+                how="left",
+            )
+            .sort("new")
+        )
+        aggregate = aggregates["aggregate"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
+        missing = aggregates.filter(pl.col("aggregate").is_null())
+    created = None
     if missing.height:
-        # New aggregates in order of first appearance, each made when its first container
-        # was first seen.
+        # New aggregates in order of first appearance.
         groups = missing.group_by(AGGREGATE_KEYS, maintain_order=True).agg(pl.col("new"))
         members = groups["new"].explode().to_numpy().astype(np.int64)
-        created = np.repeat(np.arange(groups.height), groups["new"].list.len().to_numpy())
-        first_seen = _first_time(samples.container, samples.t_ns, samples.container_keys.height)
-        creation = _first_time(created, first_seen[new][members], groups.height)
+        created_of = np.repeat(np.arange(groups.height), groups["new"].list.len().to_numpy())
         base = store.n_aggregates
-        store.add_aggregates(groups.select(AGGREGATE_KEYS), creation)
-        aggregate[members] = base + created
+        store.add_aggregates(
+            groups.select(AGGREGATE_KEYS), np.full(groups.height, UNSET_NS, dtype=np.int64)
+        )
+        aggregate[members] = base + created_of
+        created = _Created(base + np.arange(groups.height), new[members], created_of)
     base = store.n_containers
     store.add_containers(new_keys, aggregate)
     row[new] = base + np.arange(new.shape[0])
-    return row
+    return row, created
 
 
 def _ingest_cpu(
@@ -79,7 +110,8 @@ def _ingest_cpu(
 
     row_of: store row of each of the batch's containers (distinct rows for distinct containers,
     so batch container indices identify running containers as well as store rows do).
-    spans: the batch's per-container sample counts and first and last times, if known.
+    spans: the batch's per-container sample counts and first and last times, if known (and
+    the samples in time order).
     """
     container = samples.container
     t_ns = samples.t_ns
@@ -99,7 +131,7 @@ def _ingest_cpu(
 
     # Bookkeeping per batch container first (few), then per running container and aggregate.
     n_batch = row_of.shape[0]
-    if spans is not None and t_ns.shape[0] == len(samples) and _in_order(t_ns):
+    if spans is not None and t_ns.shape[0] == len(samples):
         # Every sample is kept, in time order: a container's first and last samples are its
         # earliest and latest.
         count, first, last = spans.count, spans.first_t, spans.last_t
@@ -165,10 +197,19 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
     skipped: Counter[str] = Counter()
     if len(samples) == 0:
         return skipped
-    row_of_batch_container = _map_containers(store, samples)
+    row_of_batch_container, created = _map_containers(store, samples)
     # Memory first (the two resources' states are independent): its grouping of the samples
-    # by container also gives the CPU bookkeeping what it needs.
+    # by container also gives the CPU bookkeeping and the creation times what they need.
     memory_skipped, spans = ingest_memory_with_spans(store, samples, row_of_batch_container)
+    if spans is not None and not _in_order(samples.t_ns):
+        spans = None
+    if created is not None:
+        first_seen = (
+            spans.first_t
+            if spans is not None
+            else _first_time(samples.container, samples.t_ns, samples.container_keys.height)
+        )
+        created.set_creation(store, first_seen)
     dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container, spans)
     if dropped_cpu:
         skipped["cpu_not_newer"] = dropped_cpu
