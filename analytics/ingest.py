@@ -62,9 +62,10 @@ def _map_containers(
         new_keys = samples.container_keys
         missing = new_keys.select(AGGREGATE_KEYS).with_row_index("new")
     else:
-        batch = samples.container_keys.with_row_index("batch")
         existing = store.container_keys.with_row_index("row")
-        joined = batch.join(existing, on=list(CONTAINER_KEYS), how="left").sort("batch")
+        joined = samples.container_keys.join(
+            existing, on=list(CONTAINER_KEYS), how="left", maintain_order="left"
+        )
         row = joined["row"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
         new = np.flatnonzero(row < 0)
         if new.shape[0] == 0:
@@ -77,8 +78,8 @@ def _map_containers(
                 store.aggregate_keys.with_row_index("aggregate"),
                 on=list(AGGREGATE_KEYS),
                 how="left",
+                maintain_order="left",
             )
-            .sort("new")
         )
         aggregate = aggregates["aggregate"].cast(pl.Int64).fill_null(-1).to_numpy().copy()
         missing = aggregates.filter(pl.col("aggregate").is_null())
