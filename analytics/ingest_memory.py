@@ -150,9 +150,13 @@ class _Events:
         )
 
 
-def _events(samples: PreparedSamples, row_of: Int64Array) -> _Events:
+def _events(
+    samples: PreparedSamples, row_of: Int64Array, usage: BoolArray | None = None
+) -> _Events:
     kills = np.flatnonzero(samples.oom)
-    if kills.shape[0] == 0 and samples.memory_valid.all():
+    if usage is None:
+        usage = samples.memory_valid
+    if kills.shape[0] == 0 and usage.all():
         # Every sample is an event, already in canonical order.
         key = samples.container
         sample = stable_order(key)
@@ -160,11 +164,11 @@ def _events(samples: PreparedSamples, row_of: Int64Array) -> _Events:
         t_ns = np.take(samples.t_ns, sample)
         value = np.take(samples.memory_bytes, sample)
     else:
-        regular = np.flatnonzero(samples.memory_valid)
+        regular = np.flatnonzero(usage)
         rows = np.concatenate([regular, kills])
         oom = np.concatenate([np.zeros(regular.shape[0], bool), np.ones(kills.shape[0], bool)])
         if kills.shape[0]:
-            canonical = np.argsort(rows * 2 + oom, kind="stable")
+            canonical = stable_order(rows * 2 + oom)
             rows, oom = rows[canonical], oom[canonical]
         key = samples.container[rows]
         order = stable_order(key)
@@ -465,27 +469,50 @@ def ingest_memory_with_spans(
     """`ingest_memory_of_containers`, and the batch's `ContainerSpans` when every sample was a
     memory event (all memory values valid, no OOM kill, none dropped): the grouping by
     container finds them at little cost.
+
+    Containers with an OOM kill in the batch take the general path, the others (usually all)
+    the chunked one; their histogram operations are merged, in canonical order, before they
+    are applied. A batch that drops some usage sample takes the general path altogether.
     """
     interval_ns = store.params.memory_interval_ns
-    if not samples.oom.any():
-        # Usage samples only (the common case): chunk by chunk, unless some must be dropped.
-        summary = _regular_summary(store, samples, row_of_container, interval_ns)
-        if summary is not None:
-            _apply_operations(store, summary)
-            _update_containers(store, summary)
-            return Counter(), summary.spans
-    return _ingest_memory_events(store, samples, row_of_container), None
+    kills = np.flatnonzero(samples.oom)
+    usage: BoolArray | None = None
+    if kills.shape[0]:
+        killed = np.zeros(row_of_container.shape[0], dtype=bool)
+        killed[samples.container[kills]] = True
+        usage = samples.memory_valid & ~killed[samples.container]
+    skipped: Counter[str] = Counter()
+    summary = None
+    if usage is None or usage.any():
+        summary = _regular_summary(store, samples, row_of_container, interval_ns, usage)
+    if summary is None:
+        skipped, summary = _general_summary(store, samples, row_of_container)
+    elif usage is not None:
+        skipped, others = _general_summary(
+            store, samples, row_of_container, samples.memory_valid & ~usage
+        )
+        summary = summary.merge(others)
+    if summary is not None:
+        _apply_operations(store, summary)
+        _update_containers(store, summary)
+    return skipped, None if summary is None else summary.spans
 
 
-def _ingest_memory_events(
-    store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
-) -> Counter[str]:
-    """The general path: any mix of usage samples and OOM kills, including dropped ones."""
+def _general_summary(
+    store: AggregateStore,
+    samples: PreparedSamples,
+    row_of_container: Int64Array,
+    usage: BoolArray | None = None,
+) -> tuple[Counter[str], _Summary | None]:
+    """The general path: any mix of usage samples and OOM kills, including dropped ones.
+
+    usage: which usage samples to take (default: the valid ones); OOM kills are all taken.
+    """
     interval_ns = store.params.memory_interval_ns
     skipped: Counter[str] = Counter()
-    events = _events(samples, row_of_container)
+    events = _events(samples, row_of_container, usage)
     if events.n == 0:
-        return skipped
+        return skipped, None
     kept = _kept(events, store, interval_ns)
     if kept is not None:
         dropped_kills = int(np.count_nonzero(~kept & events.is_oom))
@@ -496,7 +523,7 @@ def _ingest_memory_events(
             skipped["oom_too_old"] = dropped_kills
         events = events.take(np.flatnonzero(kept))
         if events.n == 0:
-            return skipped
+            return skipped, None
 
     windows = _windows(events, store, interval_ns)
     value = _resolve_oom_values(events, windows, store) if events.any_oom else events.value
@@ -507,7 +534,7 @@ def _ingest_memory_events(
     )
     changes = _peak_changes(value, windows, start_value)
     last = events.group_last
-    summary = _Summary(
+    return skipped, _Summary(
         sample=events.sample,
         is_oom=events.is_oom,
         value=value,
@@ -521,9 +548,6 @@ def _ingest_memory_events(
         opener_event=windows.opener_index,
         opener_segment=windows.opener_segment,
     )
-    _apply_operations(store, summary)
-    _update_containers(store, summary)
-    return skipped
 
 
 @dataclass
@@ -554,6 +578,41 @@ class _Summary:
             position += self.is_oom[event]
         return position
 
+    def merge(self, other: _Summary | None) -> _Summary:
+        """Both summaries (of different containers) as one: other's numbers come after."""
+        if other is None:
+            return self
+        n_events, n_segments = self.value.shape[0], self.seg_group.shape[0]
+        n_groups = self.group_row.shape[0]
+        is_oom = np.concatenate(
+            [
+                np.zeros(n_events, dtype=bool) if self.is_oom is None else self.is_oom,
+                np.zeros(other.value.shape[0], dtype=bool)
+                if other.is_oom is None
+                else other.is_oom,
+            ]
+        )
+        return _Summary(
+            sample=np.concatenate([self.sample, other.sample]),
+            is_oom=is_oom,
+            value=np.concatenate([self.value, other.value]),
+            seg_group=np.concatenate([self.seg_group, other.seg_group + n_groups]),
+            seg_window_end=np.concatenate([self.seg_window_end, other.seg_window_end]),
+            seg_continuing=np.concatenate([self.seg_continuing, other.seg_continuing]),
+            group_row=np.concatenate([self.group_row, other.group_row]),
+            group_last_t=np.concatenate([self.group_last_t, other.group_last_t]),
+            group_last_segment=np.concatenate(
+                [self.group_last_segment, other.group_last_segment + n_segments]
+            ),
+            changes=_Changes(
+                np.concatenate([self.changes.event, other.changes.event + n_events]),
+                np.concatenate([self.changes.segment, other.changes.segment + n_segments]),
+                np.concatenate([self.changes.replaced, other.changes.replaced]),
+            ),
+            opener_event=np.concatenate([self.opener_event, other.opener_event + n_events]),
+            opener_segment=np.concatenate([self.opener_segment, other.opener_segment + n_segments]),
+        )
+
     def oom(self, event: Int64Array) -> BoolArray:
         if self.is_oom is None:
             return np.zeros(event.shape[0], dtype=bool)
@@ -569,7 +628,11 @@ _VALUE_BITS = 47
 
 
 def _regular_summary(
-    store: AggregateStore, samples: PreparedSamples, row_of: Int64Array, interval_ns: int
+    store: AggregateStore,
+    samples: PreparedSamples,
+    row_of: Int64Array,
+    interval_ns: int,
+    usage: BoolArray | None = None,
 ) -> _Summary | None:
     """The summary of a batch without OOM kills, built chunk by chunk; None if some sample must
     be dropped (or a peak is too large to lift), for the general path to handle.
@@ -582,7 +645,7 @@ def _regular_summary(
     the parts' maxima. Within parts, one lifted running maximum finds the peak changes as in
     `_peak_changes`.
     """
-    chunked = _Chunked.of(samples, row_of, store.window_end_ns[row_of], interval_ns)
+    chunked = _Chunked.of(samples, row_of, store.window_end_ns[row_of], interval_ns, usage)
     if chunked is None:
         return None
     present = np.flatnonzero(chunked.first_event >= 0)
@@ -641,8 +704,12 @@ class _Chunked:
         row_of: Int64Array,
         window_end0: Int64Array,
         interval_ns: int,
+        usage: BoolArray | None,
     ) -> _Chunked | None:
-        valid = None if samples.memory_valid.all() else np.flatnonzero(samples.memory_valid)
+        """None when there is no usage sample; usage: which to take (default: valid ones)."""
+        if usage is None:
+            usage = None if samples.memory_valid.all() else samples.memory_valid
+        valid = None if usage is None else np.flatnonzero(usage)
         t_ns, value, container = samples.t_ns, samples.memory_bytes, samples.container
         if valid is not None:
             t_ns, value, container = t_ns[valid], value[valid], container[valid]

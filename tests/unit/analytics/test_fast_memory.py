@@ -66,18 +66,27 @@ def test_chunks_on_a_realistic_trace(chunk: int, growing: bool, value_bits: int)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(row, min_size=2, max_size=60),
-    params,
-    st.integers(1, 60),
-    st.integers(0, 60),
-    st.integers(1, 9),
+    rows=st.lists(row, min_size=2, max_size=60),
+    model=params,
+    end=st.integers(1, 60),
+    back=st.integers(0, 60),
+    chunk=st.integers(1, 9),
+    with_kills=st.booleans(),
 )
 def test_overlapping_batches_equal_scalar(
-    rows: list[dict[str, object]], model: ModelParams, end: int, back: int, chunk: int
+    *,
+    rows: list[dict[str, object]],
+    model: ModelParams,
+    end: int,
+    back: int,
+    chunk: int,
+    with_kills: bool,
 ) -> None:
     # The second batch re-sends some of the first one's samples: they are dropped (and the
-    # usage-only path hands such a batch to the general one) exactly as sample by sample.
-    frame = to_frame(rows).drop("oom").sort("timestamp", maintain_order=True)
+    # chunked path hands such a batch to the general one) exactly as sample by sample.
+    frame = to_frame(rows).sort("timestamp", maintain_order=True)
+    if not with_kills:
+        frame = frame.drop("oom")
     end = min(end, frame.height)
     first, late = frame[:end], frame[max(end - back, 0) :]
     scalar = ScalarModel(model)
@@ -131,3 +140,26 @@ def test_a_resent_batch_whose_containers_interleave() -> None:
     )
     assert_identical(scalar.to_store(), store)
     assert actual == expected == Counter({"cpu_not_newer": 3, "memory_older": 1})
+
+
+def test_a_resent_batch_with_a_kill_in_another_container() -> None:
+    # One container has an OOM kill (general path), the other re-sends an old sample (which
+    # the chunked path cannot drop): the whole batch takes the general path.
+    rows = [
+        {"minute": 0, "workload": "w2", "container": "app", "oom": False},
+        {"minute": 1, "workload": "w1", "container": "side", "oom": False},
+        {"minute": 2, "workload": "w1", "container": "side", "oom": False},
+        {"minute": 3, "workload": "w2", "container": "app", "oom": True},
+    ]
+    frame = to_frame(
+        [{"pod": "a", "cpu": 0.1, "memory_mib": 300, "request_mib": 512} | r for r in rows]
+    )
+    scalar = ScalarModel()
+    store = AggregateStore.empty()
+    expected = scalar.ingest(prepare_samples(frame[:3])) + scalar.ingest(prepare_samples(frame[1:]))
+    actual = ingest_samples(store, prepare_samples(frame[:3])) + ingest_samples(
+        store, prepare_samples(frame[1:])
+    )
+    assert_identical(scalar.to_store(), store)
+    assert actual == expected
+    assert actual["memory_older"] == 1
