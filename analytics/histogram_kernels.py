@@ -3,7 +3,8 @@
 Floating-point sums depend on their order, so every kernel folds each bucket's contributions in
 the order a `DecayingHistogram` would have received them: `np.bincount` with weights adds its
 inputs strictly in sequence, and an existing bucket weight is folded in first by prepending it
-as a pseudo-sample. Moving a reference timestamp rescales by an exact power of two, applied at
+as a pseudo-sample; `np.add.at` (unbuffered) adds its inputs one by one, in sequence, onto the
+existing weights. Moving a reference timestamp rescales by an exact power of two, applied at
 the same point of the sequence as the scalar path does.
 """
 
@@ -196,8 +197,12 @@ def _add_without_moving_references(
     ):
         return False
     if starting.shape[0]:
-        # Setting a reference rescales by zero, exactly as the scalar path's first sample does.
-        h.move_references(starting, reference[starting])
+        # Setting a reference rescales by zero, exactly as the scalar path's first sample does;
+        # that leaves a histogram without weight (the usual new one) as it is.
+        blank = ~(h.weights[starting] != 0).any(axis=1) & (h.total_weight[starting] == 0)
+        h.reference_ns[starting[blank]] = reference[starting[blank]]
+        if not blank.all():
+            h.move_references(starting[~blank], reference[starting[~blank]])
     decayed = _decayed_weights(
         t_ns, rows, reference=reference, touched=touched, half_life_ns=h.half_life_ns, weight=weight
     )

@@ -118,10 +118,12 @@ class HistogramLayout:
     def amount_bucket_index(self, amounts: Int64Array, unit: float) -> IndexArray:
         """`bucket_index(amounts / unit)` for integer amounts >= 0 (millicores with unit 1000).
 
-        One table lookup per amount. The table holds the exact `bucket_index` of every amount
-        up to a little past the start of the last bucket; larger amounts are clipped onto its
-        last entry, which is the last bucket. Layouts whose table would be too large (memory,
-        in bytes) compute `bucket_index` directly.
+        Bit for bit the same, without Go's Log per amount. When small enough (CPU, in
+        millicores) a table holds the exact `bucket_index` of every amount up to a little past
+        the start of the last bucket; larger amounts are clipped onto its last entry, which is
+        the last bucket. Otherwise (memory, in bytes) the amounts where the index steps up are
+        found once, exactly, and each amount is placed between them; failing that, this
+        computes `bucket_index` itself.
         """
         table = _amount_table(self, float(unit))
         if table is not None:
@@ -195,12 +197,15 @@ def _amount_thresholds(layout: HistogramLayout, unit: float) -> Int64Array | Non
     integer amount a >= 0. Each Ti is found by evaluating `bucket_index` on the integers
     within `_THRESHOLD_WINDOW` of bucket i's start, where "bucket >= i" must switch from false
     to true exactly once, and the uncapped index at the window's ends must be more than 1e-9
-    away from i. Its rounding error being below 1e-12, an amount outside the window cannot
-    be on the wrong side of i. None (compute `bucket_index` instead) if any check fails.
+    away from i. As the index's rounding error is orders of magnitude smaller (checked), an
+    amount outside the window cannot be on the wrong side of i: the index grows with the
+    amount. None (compute `bucket_index` instead) if any check fails.
     """
     n = layout.num_buckets
     starts = np.asarray(layout.bucket_starts[1:]) * unit
-    if not starts[-1] < 2.0**52:
+    # A few ulps of the logarithm (at most ~|log| + 1), in units of the index.
+    rounding = 8 * (n * float(layout._log_ratio) + 1) * 2.0**-52 / float(layout._log_ratio)
+    if not (starts[-1] < 2.0**52 and rounding < 1e-11):
         return None
     offsets = np.arange(-_THRESHOLD_WINDOW, _THRESHOLD_WINDOW + 1)
     window = np.maximum(np.round(starts).astype(np.int64)[:, None] + offsets, 0)
