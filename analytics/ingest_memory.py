@@ -3,19 +3,26 @@
 Each running container turns its memory samples and OOM kills into one peak per aggregation
 interval. Intervals are anchored at the container's first memory sample; a larger value within
 an interval replaces the interval's peak in the histogram (subtract the old, add the new). Here
-every container is processed at once:
+every container is processed at once, along one of two paths that give the same `_Summary`
+(peak changes, interval openers, each container's state after the batch):
 
-1. group the events by running container (canonical order within each group);
-2. drop what the scalar path drops (samples older than the last one, OOM kills older than the
-   current interval) before the first sample that is kept;
-3. cut each group into segments, one per interval (`window_end`), from the container's anchor;
-4. resolve OOM kill values, which depend on the usage peak so far, in rounds over the k-th
-   kill of every container (kills are rare, so the rounds are few);
-5. find the peak changes (prefix-maximum records per segment) and emit histogram operations;
-6. fold the operations into the histograms in their original order (see `histogram_kernels`).
+* chunked (`_regular_summary`), for containers with usage samples only (usually all): each
+  chunk of consecutive samples is grouped by container on its own, in cache; a container's
+  samples in a chunk are cut into parts at interval ends, and a part starts from the peak of
+  its interval's earlier parts; one running maximum over the parts finds the peak changes;
+* general (`_general_summary`), for containers with OOM kills, and for batches where some
+  sample must be dropped:
+  1. group the events by running container (canonical order within each group);
+  2. drop what the scalar path drops (samples older than the last one, OOM kills older than
+     the current interval) before the first sample that is kept;
+  3. cut each group into segments, one per interval (`window_end`), from the container's anchor;
+  4. resolve OOM kill values, which depend on the usage peak so far, in rounds over the k-th
+     kill of every container (kills are rare, so the rounds are few);
+  5. find the peak changes (prefix-maximum records per segment).
 
-Per-event work is kept to a few passes (one sort, interval indices, one running maximum);
-everything else runs per group, per segment or per peak change, which are far fewer.
+The histogram operations of both are merged in canonical order and folded into the histograms
+in that order (see `histogram_kernels`). Per-sample work is a few passes (one sort, interval
+indices, one running maximum); the rest runs per container, part or peak change.
 """
 
 from __future__ import annotations
