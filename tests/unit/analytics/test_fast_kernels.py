@@ -100,6 +100,8 @@ def test_cpu_amount_table_beyond_its_end(amounts: list[int]) -> None:
         (MEMORY_LAYOUT, 1.0),
         (HistogramLayout(max_value=50.0, first_bucket_size=0.5, ratio=1.1), 100.0),
         (HistogramLayout(max_value=1e9, first_bucket_size=1.0, ratio=1.02), 1.0),
+        # Amounts beyond 2**52 at the top: no thresholds, `bucket_index` itself.
+        (MEMORY_LAYOUT, 1e6),
     ],
 )
 def test_amount_bucket_index_on_bucket_boundaries(layout: HistogramLayout, unit: float) -> None:
