@@ -15,8 +15,8 @@ from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
+from analytics.arrays import FloatArray, Int64Array
 from analytics.go_semantics import duration_minutes, go_pow_array, resource_amount_array
 from analytics.store import EstimationInput
 
@@ -29,9 +29,6 @@ __all__ = [
     "ResourceEstimator",
     "confidence",
 ]
-
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 
 class Resource(StrEnum):

@@ -10,7 +10,8 @@ import math
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
+
+from analytics.arrays import FloatArray, Int64Array
 
 __all__ = [
     "EXP2_BLOCK",
@@ -29,8 +30,6 @@ __all__ = [
     "round_time_array",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 UNSET_NS: Final = np.iinfo(np.int64).min
 """Sentinel for Go's zero time.Time: before every real timestamp."""

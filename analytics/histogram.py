@@ -21,13 +21,12 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from analytics.arrays import FloatArray, Int64Array
 from analytics.go_semantics import UNSET_NS, reference_exponent, round_time
 from analytics.histogram_layout import MAX_DECAY_EXPONENT, HistogramLayout, decay_factors
 
 __all__ = ["DecayingHistogram", "HistogramArrays", "LayoutMismatchError"]
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 _MAGIC: Final = b"VH1"
 _HEADER: Final = struct.Struct("<3s4dqqdHHH")

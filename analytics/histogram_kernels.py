@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.go_semantics import UNSET_NS, round_time_array
 from analytics.histogram import HistogramArrays
 from analytics.histogram_layout import (
@@ -34,9 +35,6 @@ __all__ = [
     "stable_order",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 _FOLD_BLOCK = 65536
 _INT64_MAX = np.iinfo(np.int64).max

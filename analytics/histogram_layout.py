@@ -15,6 +15,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from analytics.arrays import FloatArray, Int64Array
 from analytics.go_semantics import (
     EXP2_BLOCK,
     EXP2_OVERFLOW,
@@ -36,8 +37,6 @@ __all__ = [
     "weighted_decay_factors",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.integer[Any]]
 
 MIN_SAMPLE_WEIGHT: Final = 0.1

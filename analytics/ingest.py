@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 
+from analytics.arrays import BoolArray, Int64Array
 from analytics.go_semantics import UNSET_NS
 from analytics.histogram_kernels import add_bucketed_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
@@ -23,8 +23,6 @@ from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
 
 __all__ = ["ingest_samples"]
 
-Int64Array = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 _INT64_MAX = np.iinfo(np.int64).max
 

@@ -34,6 +34,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.container_state import MEMORY_PEAK_WEIGHT
 from analytics.go_semantics import UNSET_NS, resource_amount_array, round_time_array
 from analytics.histogram import HistogramArrays
@@ -49,9 +50,6 @@ __all__ = [
     "ingest_memory_with_spans",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
 
 # In a histogram whose reference never moved, every peak weighs at least 2**-0.5; content below
 # this is rounding noise, content above it is real. Anything in between needs the scalar replay.

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from analytics.arrays import Int64Array
 from analytics.container_state import AggregateState, ContainerState
 from analytics.go_semantics import UNSET_NS
 from analytics.histogram import HistogramArrays, PercentileWalk
@@ -24,7 +25,6 @@ from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS
 
 __all__ = ["AggregateStore", "EstimationInput"]
 
-Int64Array = npt.NDArray[np.int64]
 
 AggregateKey = tuple[str, str, str, str]
 ContainerKey = tuple[str, str, str, str, str]

@@ -11,10 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import Field, ValidationError, model_validator
 
+from analytics.arrays import Int64Array
 from analytics.estimators import (
     ConfidenceMultiplierEstimator,
     MarginEstimator,
@@ -39,8 +38,6 @@ __all__ = [
     "get_strategy",
     "register_strategy",
 ]
-
-Int64Array = npt.NDArray[np.int64]
 
 
 class ParameterError(ValueError):

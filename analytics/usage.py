@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 
+from analytics.arrays import BoolArray, Int64Array
 from analytics.go_semantics import resource_amount_array
 
 __all__ = [
@@ -41,8 +41,6 @@ __all__ = [
     "prepare_samples",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 AGGREGATE_KEYS: Final = ("cluster", "namespace", "workload", "container")
 """One aggregate (histograms, recommendation) per workload container; pods are replicas."""

@@ -24,6 +24,8 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from analytics.arrays import BoolArray, Int64Array
+
 __all__ = [
     "KILL_SCHEMA",
     "LABEL_NAME",
@@ -48,8 +50,6 @@ __all__ = [
     "usage_table",
 ]
 
-Int64Array = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
