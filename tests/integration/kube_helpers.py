@@ -59,3 +59,16 @@ def running_pods(api: client.ApiClient, namespace: str, app: str) -> list[client
         and p.metadata.deletion_timestamp is None
         and all(cs.ready for cs in (p.status.container_statuses or []))
     ]
+
+
+def workload(kind: str, name: str, replicas: int | None = None) -> dict[str, object]:
+    """A Deployment, StatefulSet or DaemonSet of `pod_template(name)` selecting `app=name`."""
+    spec: dict[str, object] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": pod_template(name),
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}

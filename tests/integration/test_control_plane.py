@@ -8,7 +8,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from testbed.cluster import ControlPlane
-from tests.integration.kube_helpers import eventually, pod_template, running_pods, unique_namespace
+from tests.integration.kube_helpers import eventually, running_pods, unique_namespace, workload
 
 VPA_GROUP, VPA_VERSION, VPA_PLURAL = "autoscaling.k8s.io", "v1", "verticalpodautoscalers"
 
@@ -33,17 +33,9 @@ def test_api_server_is_the_pinned_release(control_plane: ControlPlane) -> None:
 
 def test_deployment_gets_three_running_pods(kube_api: client.ApiClient) -> None:
     namespace = unique_namespace(kube_api, "deploy")
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": pod_template("web"),
-        },
-    }
-    client.AppsV1Api(kube_api).create_namespaced_deployment(namespace, deployment)
+    client.AppsV1Api(kube_api).create_namespaced_deployment(
+        namespace, workload("Deployment", "web", replicas=3)
+    )
 
     pods = eventually(
         lambda: p if len(p := running_pods(kube_api, namespace, "web")) == 3 else None,
@@ -58,32 +50,8 @@ def test_deployment_gets_three_running_pods(kube_api: client.ApiClient) -> None:
 def test_statefulset_and_daemonset_pods_run(kube_api: client.ApiClient) -> None:
     namespace = unique_namespace(kube_api, "sts")
     apps = client.AppsV1Api(kube_api)
-    apps.create_namespaced_stateful_set(
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "db"},
-            "spec": {
-                "replicas": 2,
-                "serviceName": "db",
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": pod_template("db"),
-            },
-        },
-    )
-    apps.create_namespaced_daemon_set(
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": "agent"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "agent"}},
-                "template": pod_template("agent"),
-            },
-        },
-    )
+    apps.create_namespaced_stateful_set(namespace, workload("StatefulSet", "db", replicas=2))
+    apps.create_namespaced_daemon_set(namespace, workload("DaemonSet", "agent"))
     eventually(
         lambda: len(running_pods(kube_api, namespace, "db")) == 2, 90, "2 Running StatefulSet pods"
     )

@@ -11,7 +11,13 @@ from recommender.kube.rest import KubeClient
 from recommender.kube.targets import TargetResolver
 from recommender.vpa.objects import VerticalPodAutoscaler, parse_vpa
 from testbed.cluster import ControlPlane
-from tests.integration.kube_helpers import eventually, pod_template, running_pods, unique_namespace
+from tests.integration.kube_helpers import (
+    eventually,
+    pod_template,
+    running_pods,
+    unique_namespace,
+    workload,
+)
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -61,19 +67,7 @@ def _vpa(
 def setup(kube_api: client.ApiClient, control_plane: ControlPlane) -> tuple[KubeClient, str]:
     namespace = unique_namespace(kube_api, "targets")
     apps = client.AppsV1Api(kube_api)
-    apps.create_namespaced_deployment(
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": pod_template("web"),
-            },
-        },
-    )
+    apps.create_namespaced_deployment(namespace, workload("Deployment", "web", replicas=2))
     client.BatchV1Api(kube_api).create_namespaced_cron_job(
         namespace,
         {
