@@ -48,6 +48,17 @@ class EstimationInput:
     def __len__(self) -> int:
         return len(self.cpu)
 
+    def take(self, rows: Int64Array) -> EstimationInput:
+        """The aggregates at `rows` (in that order, repeats allowed)."""
+        return EstimationInput(
+            cpu=self.cpu.take(rows),
+            memory=self.memory.take(rows),
+            first_sample_start_ns=self.first_sample_start_ns[rows],
+            last_sample_start_ns=self.last_sample_start_ns[rows],
+            total_samples_count=self.total_samples_count[rows],
+            containers_per_pod=self.containers_per_pod[rows],
+        )
+
     @cached_property
     def cpu_walk(self) -> PercentileWalk:
         """Cumulative CPU histogram weights, computed once for all CPU percentiles."""

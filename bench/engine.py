@@ -133,15 +133,7 @@ def upstream_ingestion(frame: pl.DataFrame, repeats: int) -> tuple[str, list[flo
 
 def tiled(aggregates: EstimationInput, n: int) -> EstimationInput:
     """n aggregates made by repeating the given ones."""
-    rows = np.resize(np.arange(len(aggregates)), n)
-    return EstimationInput(
-        cpu=aggregates.cpu.take(rows),
-        memory=aggregates.memory.take(rows),
-        first_sample_start_ns=aggregates.first_sample_start_ns[rows],
-        last_sample_start_ns=aggregates.last_sample_start_ns[rows],
-        total_samples_count=aggregates.total_samples_count[rows],
-        containers_per_pod=aggregates.containers_per_pod[rows],
-    )
+    return aggregates.take(np.resize(np.arange(len(aggregates), dtype=np.int64), n))
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ its Go module into `$VPA_FLEET_CACHE/bin/<component>-<version>/` (default
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from pathlib import Path
@@ -29,8 +30,9 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+@functools.cache
 def versions() -> dict[str, str]:
-    """The pinned versions, read from `versions.env`."""
+    """The pinned versions, read once from `versions.env`."""
     pinned: dict[str, str] = {}
     for raw in (TESTBED_DIR / "versions.env").read_text().splitlines():
         line = raw.strip()
