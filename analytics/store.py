@@ -160,7 +160,42 @@ class AggregateStore:
         self.memory_peak_bytes = np.concatenate([self.memory_peak_bytes, zero])
         self.oom_peak_bytes = np.concatenate([self.oom_peak_bytes, zero])
 
+    def keep_aggregates(self, keep: npt.NDArray[np.bool_]) -> None:
+        """Forget the aggregates where `keep` is False, with the containers feeding them."""
+        rows = np.flatnonzero(keep)
+        new_index = np.full(self.n_aggregates, -1, dtype=np.int64)
+        new_index[rows] = np.arange(rows.shape[0], dtype=np.int64)
+        self.aggregate_keys = self.aggregate_keys[rows]
+        self.cpu = self.cpu.take(rows)
+        self.memory = self.memory.take(rows)
+        self.first_sample_start_ns = self.first_sample_start_ns[rows]
+        self.last_sample_start_ns = self.last_sample_start_ns[rows]
+        self.total_samples_count = self.total_samples_count[rows]
+        self.creation_ns = self.creation_ns[rows]
+        kept = np.flatnonzero(keep[self.container_aggregate])
+        self.container_keys = self.container_keys[kept]
+        self.container_aggregate = new_index[self.container_aggregate[kept]]
+        self.last_cpu_sample_start_ns = self.last_cpu_sample_start_ns[kept]
+        self.window_end_ns = self.window_end_ns[kept]
+        self.last_memory_sample_start_ns = self.last_memory_sample_start_ns[kept]
+        self.memory_peak_bytes = self.memory_peak_bytes[kept]
+        self.oom_peak_bytes = self.oom_peak_bytes[kept]
+
     # -- views ---------------------------------------------------------------------------------
+
+    def all_rows(self) -> Int64Array:
+        """Every aggregate row, in order."""
+        return np.arange(self.n_aggregates, dtype=np.int64)
+
+    def workload_rows(self, cluster: str, namespace: str, workload: str) -> Int64Array:
+        """Rows of the aggregates (containers) of one workload, in row order."""
+        keys = self.aggregate_keys
+        match = (
+            (keys["cluster"] == cluster)
+            & (keys["namespace"] == namespace)
+            & (keys["workload"] == workload)
+        )
+        return np.flatnonzero(match.to_numpy()).astype(np.int64)
 
     def containers_per_pod(self, rows: Int64Array) -> Int64Array:
         """For each of the given aggregates: how many of them belong to its workload."""
@@ -189,7 +224,7 @@ class AggregateStore:
         each workload.
         """
         if rows is None:
-            rows = np.arange(self.n_aggregates, dtype=np.int64)
+            rows = self.all_rows()
         per_pod = self.containers_per_pod(rows)
         return EstimationInput(
             cpu=self.cpu.take(rows),

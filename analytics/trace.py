@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
+from analytics.estimation import recommend_rows
 from analytics.ingest import ingest_samples
 from analytics.recommendation import ContainerRecommendation, Resources
 from analytics.store import AggregateStore
@@ -55,40 +55,12 @@ def replay_trace(
     if end_ns is None:
         return TraceResult([], dict(skipped), store)
 
-    expired = store.expired(end_ns)
-    if expired.any():
-        skipped["expired"] = int(np.count_nonzero(expired))
-    live = np.flatnonzero(~expired)
-    aggregates = store.estimation_input(live)
-    estimates = estimators.estimate(aggregates)
-    empty = aggregates.cpu.is_empty() & aggregates.memory.is_empty()
-    if empty.any():
-        skipped["empty_history"] = int(np.count_nonzero(empty))
-
-    recommendations = []
-    for position in np.flatnonzero(~empty).tolist():
-        cluster, namespace, workload, container = store.aggregate_key(int(live[position]))
-        target = Resources.from_amounts(
-            int(estimates.target_cpu[position]), int(estimates.target_memory[position])
-        )
-        recommendations.append(
-            ContainerRecommendation(
-                cluster=cluster,
-                namespace=namespace,
-                workload=workload,
-                container_name=container,
-                target=target,
-                lower_bound=Resources.from_amounts(
-                    int(estimates.lower_cpu[position]), int(estimates.lower_memory[position])
-                ),
-                upper_bound=Resources.from_amounts(
-                    int(estimates.upper_cpu[position]), int(estimates.upper_memory[position])
-                ),
-                uncapped_target=target,
-            )
-        )
-    recommendations.sort(key=lambda r: (r.cluster, r.namespace, r.workload, r.container_name))
-    return TraceResult(recommendations, dict(skipped), store)
+    estimated = recommend_rows(store, store.all_rows(), estimators, end_ns)
+    if estimated.expired:
+        skipped["expired"] = estimated.expired
+    if estimated.empty:
+        skipped["empty_history"] = estimated.empty
+    return TraceResult(estimated.recommendations, dict(skipped), store)
 
 
 def recommend_trace(
