@@ -57,12 +57,26 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """A Deployment-like workload: `pods` replicas named `<name>-<hash>-<suffix>`."""
+    """A workload of `pods` pods. Without `pod_names` they get generated ReplicaSet-style names,
+    `<name>-<hash>-<suffix>`; with them (one distinct name per pod) the history uses those
+    names, e.g. those of the pods that a cluster's controllers actually created."""
 
     namespace: str
     name: str
     pods: int
     containers: tuple[ContainerSpec, ...]
+    pod_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.pod_names is None:
+            return
+        names = tuple(self.pod_names)  # a list would make the spec unhashable
+        object.__setattr__(self, "pod_names", names)
+        where = f"workload {self.namespace}/{self.name}"
+        if len(names) != self.pods:
+            raise ValueError(f"{where} has {self.pods} pods but {len(names)} pod names")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where} has duplicate pod names: {sorted(names)}")
 
 
 def _c(
@@ -182,7 +196,10 @@ _POD_ALPHABET = np.array(list("bcdfghjklmnpqrstvwxz2456789"))
 
 
 def pod_names(workload: WorkloadSpec, seed: int) -> list[str]:
-    """ReplicaSet-style pod names, `<workload>-<10 chars>-<5 chars>`, stable for a seed."""
+    """The workload's `pod_names` when it has them; else ReplicaSet-style names,
+    `<workload>-<10 chars>-<5 chars>`, stable for a seed."""
+    if workload.pod_names is not None:
+        return list(workload.pod_names)
     rng = _rng(seed, workload.namespace, workload.name, "pods")
     template = "".join(rng.choice(_POD_ALPHABET, 10))
     return [

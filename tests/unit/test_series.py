@@ -282,3 +282,32 @@ def test_pod_names_look_like_replicaset_pods() -> None:
     assert len(names) == DEFAULT_SPEC[0].pods == len(set(names))
     for name in names:
         assert re.fullmatch(rf"web-[{alphabet}]{{10}}-[{alphabet}]{{5}}", name)
+
+
+def test_given_pod_names_replace_generated_ones() -> None:
+    container = ContainerSpec("api", 0.1, 10**8, 0.1, 10**8)
+    generated = WorkloadSpec("ns", "api", 2, (container,))
+    real = ["api-7d9c8b6f5d-x2kqz", "api-7d9c8b6f5d-m4wpl"]
+    named = WorkloadSpec("ns", "api", 2, (container,), pod_names=tuple(real))
+    assert pod_names(named, seed=0) == real
+    history = SyntheticHistory.generate((generated, named), days=0.1, end=END, seed=7)
+    pods = [c.pod for c in history.containers]
+    assert pods == [*pod_names(generated, 7), *real]
+    # A list is accepted and kept as a tuple, so that the spec stays hashable.
+    as_list = WorkloadSpec("ns", "api", 2, (container,), pod_names=real)  # type: ignore[arg-type]
+    assert as_list == named
+    assert hash(as_list) == hash(named)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (("api-0",), "workload ns/api has 2 pods but 1 pod names"),
+        (("api-0", "api-1", "api-2"), "workload ns/api has 2 pods but 3 pod names"),
+        (("api-0", "api-0"), "workload ns/api has duplicate pod names"),
+    ],
+)
+def test_pod_names_must_match_the_pods(names: tuple[str, ...], message: str) -> None:
+    container = ContainerSpec("api", 0.1, 10**8, 0.1, 10**8)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        WorkloadSpec("ns", "api", 2, (container,), pod_names=names)
