@@ -239,13 +239,14 @@ def _oom_kills(
     """Indexes of `count` OOM kills; memory climbs to the (unexported) limit before each one.
 
     The limit is 1.5x the larger of the request and the usual peak; the 15 minutes before a
-    kill ramp up to it, and the restarted container starts again at its normal level.
+    kill ramp up to it, and the restarted container starts again at its normal level. A range
+    too short for a ramp and a restart has no kills.
     """
     n = memory.size
-    if count == 0 or n < 4:
+    ramp = max(2, 900 // step_s)
+    if count == 0 or n < ramp + 2:
         return memory, []
     limit = 1.5 * max(float(request), float(np.percentile(memory, 99)))
-    ramp = max(2, 900 // step_s)
     # Kills spread over the range, away from its edges, at least a ramp apart.
     slots = np.linspace(ramp + 1, n - 2, count + 2)[1:-1]
     jitter = rng.uniform(-0.3, 0.3, count) * (n / (count + 1))

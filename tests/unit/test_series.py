@@ -311,3 +311,13 @@ def test_pod_names_must_match_the_pods(names: tuple[str, ...], message: str) -> 
     container = ContainerSpec("api", 0.1, 10**8, 0.1, 10**8)
     with pytest.raises(ValueError, match=re.escape(message)):
         WorkloadSpec("ns", "api", 2, (container,), pod_names=names)
+
+
+def test_a_range_too_short_for_an_oom_ramp_has_no_kills() -> None:
+    spec = (WorkloadSpec("ns", "w", 1, (ContainerSpec("c", 0.1, 10**8, 0.1, 10**8, oom_kills=2),)),)
+    # 14 samples at 60 s: shorter than the 15-minute climb to the limit before a kill.
+    history = SyntheticHistory.generate(spec, days=0.01, step_s=60, end=END)
+    assert history.time_range.count == 14
+    assert history.containers[0].oom_times_s == ()
+    longer = SyntheticHistory.generate(spec, days=0.02, step_s=60, end=END)
+    assert len(longer.containers[0].oom_times_s) == 2
