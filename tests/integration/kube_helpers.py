@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from kubernetes import client
 
+from testbed import demo
+
 T = TypeVar("T")
 
 
@@ -32,22 +34,14 @@ def eventually(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
 
 
 def pod_template(app: str, cpu: str = "100m", memory: str = "128Mi") -> dict[str, object]:
-    """A pod template with one container; KWOK runs it on a simulated node."""
-    return {
-        "metadata": {"labels": {"app": app}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.example/app:1",
-                    "resources": {
-                        "requests": {"cpu": cpu, "memory": memory},
-                        "limits": {"memory": memory},
-                    },
-                }
-            ],
-        },
-    }
+    """A pod template with one container `app`; KWOK runs it on a simulated node."""
+    container = demo.container_manifest(
+        "app",
+        requests={"cpu": cpu, "memory": memory},
+        limits={"memory": memory},
+        image="registry.example/app:1",
+    )
+    return demo.pod_template(app, [container])
 
 
 def running_pods(api: client.ApiClient, namespace: str, app: str) -> list[client.V1Pod]:
@@ -63,12 +57,4 @@ def running_pods(api: client.ApiClient, namespace: str, app: str) -> list[client
 
 def workload(kind: str, name: str, replicas: int | None = None) -> dict[str, object]:
     """A Deployment, StatefulSet or DaemonSet of `pod_template(name)` selecting `app=name`."""
-    spec: dict[str, object] = {
-        "selector": {"matchLabels": {"app": name}},
-        "template": pod_template(name),
-    }
-    if replicas is not None:
-        spec["replicas"] = replicas
-    if kind == "StatefulSet":
-        spec["serviceName"] = name
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+    return demo.workload_manifest(kind, name, pod_template(name), replicas=replicas)
