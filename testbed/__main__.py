@@ -1,7 +1,10 @@
 """`python -m testbed up|down|status`: the local control plane by hand, for the demo.
 
 `up` starts every component detached and records them in `.testbed/state.json`; `down`
-stops exactly those processes. Everything listens on 127.0.0.1.
+stops exactly those processes. Everything listens on 127.0.0.1. `up` also deploys the demo
+workloads (testbed.demo.DEMO) with their VPAs and starts Prometheus with history for exactly
+the pods they run; with `--no-demo` it deploys nothing and Prometheus gets the history of
+testbed.series.DEFAULT_SPEC (pods that do not exist in the cluster).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from testbed.process import TestbedError
 
@@ -32,7 +36,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _print_state(state: dict[str, object]) -> None:
+def _print_state(state: dict[str, Any]) -> None:
+    if state.get("demo"):
+        from testbed.demo import format_inventory  # noqa: PLC0415 - imports are slow
+
+        namespaces = sorted({row["namespace"] for row in state["demo"]})
+        print(f"demo workloads in namespaces {', '.join(namespaces)} (VPAs named after them):")
+        print(format_inventory(state["demo"]))
+        print()
     print(f"kubeconfig:     {state['kubeconfig']}")
     print(f"API server:     {state['server']}")
     print(f"Prometheus:     {state['prometheus_url']}")
@@ -43,7 +54,9 @@ def _print_state(state: dict[str, object]) -> None:
 
 
 def up(args: argparse.Namespace) -> int:
+    from recommender.kube.rest import KubeClient, load_api_client  # noqa: PLC0415
     from testbed.cluster import start_control_plane  # noqa: PLC0415 - imports are slow
+    from testbed.demo import DEMO, inventory, start_demo  # noqa: PLC0415
     from testbed.prometheus import start_prometheus_with_history  # noqa: PLC0415
     from testbed.ray_local import ray_pids, start_ray_head  # noqa: PLC0415
 
@@ -57,11 +70,25 @@ def up(args: argparse.Namespace) -> int:
     print("starting etcd, kube-apiserver, controllers and KWOK ...", file=sys.stderr)
     plane = start_control_plane(STATE_DIR / "cluster", nodes=args.nodes)
     pgids = [p.popen.pid for p in plane.processes]
+    demo_rows: list[dict[str, Any]] = []
     try:
-        print(f"starting Prometheus with {args.history_days} days of history ...", file=sys.stderr)
-        prometheus, _ = start_prometheus_with_history(
-            STATE_DIR / "prometheus", days=args.history_days
-        )
+        days = args.history_days
+        if args.no_demo:
+            print(f"starting Prometheus with {days:g} days of history ...", file=sys.stderr)
+            prometheus, _ = start_prometheus_with_history(STATE_DIR / "prometheus", days=days)
+        else:
+            print(
+                f"deploying the demo workloads, then Prometheus with {days:g} days of their "
+                "history ...",
+                file=sys.stderr,
+            )
+            api = load_api_client(str(plane.kubeconfig))
+            try:
+                demo = start_demo(STATE_DIR / "prometheus", KubeClient(api), DEMO, days=days)
+            finally:
+                api.close()  # type: ignore[no-untyped-call]
+            prometheus = demo.prometheus
+            demo_rows = inventory(demo.workloads, demo.pods)
         pgids.append(prometheus.process.popen.pid)
         print("starting Ray ...", file=sys.stderr)
         ray = start_ray_head()
@@ -80,6 +107,7 @@ def up(args: argparse.Namespace) -> int:
         "ray_pids": ray_pids(ray.temp_dir, ray.address),
         "process_groups": pgids,
         "logs": str(plane.workdir / "logs"),
+        "demo": demo_rows,
     }
     STATE_FILE.write_text(json.dumps(state, indent=2))
     print(f"testbed up in {time.monotonic() - started:.1f} s", file=sys.stderr)
@@ -126,7 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="start the local control plane, Prometheus and Ray")
     up_parser.add_argument("--nodes", type=int, default=3, help="simulated KWOK nodes")
-    up_parser.add_argument("--history-days", type=int, default=8, help="Prometheus history")
+    up_parser.add_argument(
+        "--history-days", type=float, default=8, help="days of Prometheus history"
+    )
+    up_parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="deploy no workloads; Prometheus gets the history of testbed.series.DEFAULT_SPEC",
+    )
     up_parser.set_defaults(func=up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=down)
     sub.add_parser("status", help="print where everything is").set_defaults(func=status)
