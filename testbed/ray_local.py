@@ -13,22 +13,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from recommender.ray_runtime import RAY_ENV, apply_ray_env
 from testbed.process import TestbedError, free_port
 
-# Set before Ray starts: loopback-only sockets (Ray's own knob for single-host clusters),
-# no usage reporting, custom metrics exported every second instead of every ten.
-RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_metrics_report_interval_ms": "1000",
-    "RAY_AUTH_MODE": "disabled",
-}
-
-
-def apply_ray_env() -> None:
-    """Put RAY_ENV into this process's environment unless already set. Some knobs are read
-    when `ray` is imported, so call this before the first `import ray`."""
-    os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
+__all__ = [
+    "RAY_ENV",
+    "LocalRay",
+    "apply_ray_env",
+    "init_local_ray",
+    "ray_pids",
+    "short_temp_dir",
+    "shutdown_local_ray",
+    "start_ray_head",
+    "stop_ray_head",
+]
 
 
 def ray_pids(temp_dir: Path, gcs_address: str | None = None) -> list[int]:
