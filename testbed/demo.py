@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -594,9 +595,10 @@ def start_demo(
     seed: int = 0,
     namespace_prefix: str = "",
     timeout_s: float = DEPLOY_TIMEOUT_S,
+    end: datetime | float | None = None,
 ) -> Demo:
     """Deploy the workloads, then start Prometheus (data and logs in `workdir`) with `days` of
-    history at `step_s` seconds ending now for exactly the pods they run.
+    history at `step_s` seconds ending at `end` (default now) for exactly the pods they run.
 
     The default, DEMO over 8 days at 60 s on three nodes, writes an OpenMetrics file of about
     220 MB before the backfill (a few seconds in all); 1,000 workloads of scaled_demo() want
@@ -607,7 +609,7 @@ def start_demo(
     pods = deploy(kube, workloads, timeout_s=timeout_s)
     deploy_s = time.monotonic() - started
     spec = history_spec(workloads, pods)
-    prometheus, history = start_prometheus_with_history(workdir, spec, days, step_s, seed=seed)
+    prometheus, history = start_prometheus_with_history(workdir, spec, days, step_s, end, seed=seed)
     return Demo(prometheus, history, pods, workloads, {"deploy_s": deploy_s, **prometheus.timings})
 
 

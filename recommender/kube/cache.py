@@ -38,6 +38,9 @@ class ListWatchCache:
     label_selector: str | None = None
     field_selector: str | None = None
     handlers: list[Handler] = field(default_factory=list)
+    transform: Callable[[JSON], JSON] | None = None
+    """Applied to every object before it is stored (keep only the fields you read: a full
+    pod is several KB of JSON)."""
     _store: dict[Key, JSON] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _resource_version: str = field(default="", init=False)
@@ -54,6 +57,8 @@ class ListWatchCache:
         items, resource_version = self.client.list_all(
             self.path, page_size=self.page_size, **self._selectors()
         )
+        if self.transform is not None:
+            items = [self.transform(item) for item in items]
         fresh = {object_key(item): item for item in items}
         with self._lock:
             old, self._store = self._store, fresh
@@ -80,6 +85,8 @@ class ListWatchCache:
         if kind not in {"ADDED", "MODIFIED", "DELETED"}:
             log.warning("ignoring watch event of type %r on %s", kind, self.path)
             return
+        if self.transform is not None:
+            obj = self.transform(obj)
         with self._lock:
             if kind == "DELETED":
                 self._store.pop(object_key(obj), None)
