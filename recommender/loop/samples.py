@@ -16,17 +16,17 @@ from recommender.loop.pods import PodView
 
 _KEYS = ["namespace", "pod", "container"]
 
-USAGE_SCHEMA = {
+USAGE_SCHEMA: dict[str, pl.DataType] = {
     "timestamp": TIMESTAMP,
-    "cluster": pl.String,
-    "namespace": pl.String,
-    "workload": pl.String,
-    "pod": pl.String,
-    "container": pl.String,
-    "cpu": pl.Float64,
-    "memory": pl.Float64,
-    "memory_request": pl.Float64,
-    "oom": pl.Boolean,
+    "cluster": pl.String(),
+    "namespace": pl.String(),
+    "workload": pl.String(),
+    "pod": pl.String(),
+    "container": pl.String(),
+    "cpu": pl.Float64(),
+    "memory": pl.Float64(),
+    "memory_request": pl.Float64(),
+    "oom": pl.Boolean(),
 }
 
 
@@ -61,7 +61,8 @@ def pod_status_kills(cluster: str, pods: Iterable[PodView]) -> pl.DataFrame:
         for pod in pods
         for kill in pod.oom_kills
     ]
-    schema = dict(zip(KILL_COLUMNS, (TIMESTAMP, *[pl.String] * 4), strict=True))
+    schema: dict[str, pl.DataType] = {name: pl.String() for name in KILL_COLUMNS}
+    schema["timestamp"] = TIMESTAMP
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
