@@ -1,5 +1,6 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and KWOK (simulated nodes and pods), with the upstream VPA CRDs installed.
+kube-scheduler and KWOK (simulated nodes and pods), with the upstream VPA CRDs and ours
+(`crds/`) installed.
 
 Everything listens on 127.0.0.1 on free ports. `start_control_plane()` returns a handle
 whose `stop()` tears every process down; a failed start stops what it had started and
@@ -26,6 +27,7 @@ from testbed.process import LOOPBACK, Process, TestbedError, free_port, start, w
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 
 @dataclass
@@ -267,15 +269,18 @@ def _wait_nodes_ready(plane: ControlPlane, timeout_s: float = 60) -> None:
 
 
 def install_vpa_crds(plane: ControlPlane) -> None:
-    """Install the upstream VPA CRDs from the pinned VPA module and wait until established."""
+    """Install the upstream VPA CRDs from the pinned VPA module and ours (every YAML in
+    `crds/`), and wait until all are established."""
     crds = binaries.path("vpa", "vpa-v1-crd-gen.yaml")
-    plane.kubectl("apply", "--server-side", "-f", str(crds))
+    ours = sorted(CRDS_DIR.glob("*.yaml"))
+    plane.kubectl("apply", "--server-side", "-f", str(crds), *(f"--filename={p}" for p in ours))
     plane.kubectl(
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
         "crd/verticalpodautoscalers.autoscaling.k8s.io",
         "crd/verticalpodautoscalercheckpoints.autoscaling.k8s.io",
+        *(f"crd/{yaml.safe_load(p.read_text())['metadata']['name']}" for p in ours),
     )
 
 
