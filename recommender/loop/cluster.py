@@ -1,0 +1,435 @@
+"""The recommender loop for one cluster: VPAs and pods from watch caches, history from
+Prometheus (one batch of queries per namespace), the engine, the VPA's policy, status writes,
+and checkpoints so that a restart loses no history.
+
+One tick, per namespace holding VPAs of ours:
+
+1. resolve each VPA's targetRef to a selector and match the namespace's pods;
+2. fetch the namespace's usage since each VPA's history end (8 days back for a VPA never seen),
+   keep the containers of matched pods, add OOM kills from Prometheus and from pod status;
+3. ingest into the histograms, recommend for the VPA's containers (mode Off left out), cap by
+   its resource policy, and write the status when it changed.
+
+A failure stays where it happened: a namespace whose history cannot be read keeps its
+recommendations as written and is retried next tick; a VPA that cannot be resolved or capped
+is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from analytics.estimation import recommend_rows
+from analytics.ingest import ingest_samples
+from analytics.snapshot import SnapshotError, export_workload, import_workload
+from analytics.sources.prometheus import PrometheusHistory, PrometheusQueryError
+from analytics.store import AggregateStore
+from analytics.strategies import build_estimators
+from analytics.usage import prepare_samples
+from recommender.kube.cache import ListWatchCache
+from recommender.kube.checkpoints import Checkpoint, CheckpointStore
+from recommender.kube.rest import KubeApiError, KubeClient
+from recommender.kube.status_writer import StatusWriter, WriteResult
+from recommender.kube.targets import Resolution, TargetResolver
+from recommender.loop.pods import PodView, assignment, matched_pods, pod_view, slim_pod
+from recommender.loop.samples import empty_usage, oom_rows, pod_status_kills, usage_rows
+from recommender.vpa.capping import PolicyError, apply_policy, is_scaled
+from recommender.vpa.objects import (
+    InvalidVpaError,
+    RecommendedContainerResources,
+    VerticalPodAutoscaler,
+    parse_vpa,
+)
+from recommender.vpa.selection import is_selected
+from recommender.vpa.status import desired_status
+
+log = logging.getLogger(__name__)
+
+VpaKey = tuple[str, str]
+"""(namespace, name) of a VPA."""
+
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _ns(moment: dt.datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def _condition_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """What the loop needs to know beyond its clients (see `recommender.settings`)."""
+
+    cluster: str = "default"
+    recommender_name: str = "vpa-fleet"
+    namespaces: tuple[str, ...] = ()
+    history: dt.timedelta = dt.timedelta(days=8)
+    strategy: str = "vpa"
+    strategy_params: Mapping[str, object] = field(default_factory=dict)
+    status_change_threshold: float = 0.0
+    max_allowed: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VpaResult:
+    """What one tick did for one VPA: `outcome` is a `WriteResult` value, `skipped` (kept as
+    written: its namespace's history could not be read) or `error`."""
+
+    key: str
+    outcome: str
+    recommendations: tuple[RecommendedContainerResources, ...] = ()
+    message: str = ""
+
+
+@dataclass
+class TickReport:
+    """A tick in figures: how long, how many queries, samples and writes, per-VPA results."""
+
+    started: dt.datetime
+    duration_s: float = 0.0
+    vpas: int = 0
+    namespaces: int = 0
+    queries: int = 0
+    samples: int = 0
+    results: list[VpaResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for r in self.results if r.outcome == WriteResult.WRITTEN)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for r in self.results if r.outcome == WriteResult.UNCHANGED)
+
+
+@dataclass
+class _NamespaceWork:
+    """One namespace in one tick."""
+
+    namespace: str
+    vpas: dict[str, VerticalPodAutoscaler]
+    pods: list[PodView]
+    resolutions: dict[str, Resolution] = field(default_factory=dict)
+    matches: dict[str, list[PodView]] = field(default_factory=dict)
+
+
+class ClusterRecommender:
+    """Recommends for the VPAs of one cluster that name `options.recommender_name`."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        prometheus: PrometheusHistory,
+        options: LoopOptions,
+        *,
+        checkpoints: bool = True,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.kube = kube
+        self.prometheus = prometheus
+        self.options = options
+        self.clock = clock
+        params, self.estimators = build_estimators(options.strategy, options.strategy_params)
+        self.store = AggregateStore.empty(params.model_fields_only())
+        self.checkpoints = (
+            CheckpointStore(kube, options.recommender_name, params=self.store.params)
+            if checkpoints
+            else None
+        )
+        self.writer = StatusWriter(kube, threshold=options.status_change_threshold)
+        scopes = [f"/namespaces/{ns}" for ns in options.namespaces] or [""]
+        self.vpa_caches = [
+            ListWatchCache(kube, f"/apis/autoscaling.k8s.io/v1{scope}/verticalpodautoscalers")
+            for scope in scopes
+        ]
+        self.pod_caches = [
+            ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes
+        ]
+        self.history_end: dict[VpaKey, dt.datetime] = {}
+        self._uids: dict[VpaKey, str] = {}
+        self._seen_kills: set[tuple[str, str, str, dt.datetime]] = set()
+        self._reported_invalid: dict[VpaKey, str] = {}
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the watches, wait for their first lists, and restore checkpoints."""
+        for cache in [*self.vpa_caches, *self.pod_caches]:
+            cache.start()
+        for cache in [*self.vpa_caches, *self.pod_caches]:
+            if not cache.wait_synced(timeout_s):
+                raise TimeoutError(f"listing {cache.path} did not finish within {timeout_s:g} s")
+        if self.checkpoints is not None:
+            self.restore()
+
+    def stop(self) -> None:
+        for cache in [*self.vpa_caches, *self.pod_caches]:
+            cache.stop()
+
+    # -- VPAs ----------------------------------------------------------------------------------
+
+    def our_vpas(self) -> dict[VpaKey, VerticalPodAutoscaler]:
+        """VPAs of ours by key; invalid ones are reported once per resourceVersion."""
+        ours = {}
+        for cache in self.vpa_caches:
+            for obj in cache.items():
+                metadata = obj.get("metadata", {})
+                key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+                try:
+                    vpa = parse_vpa(obj)
+                except InvalidVpaError as error:
+                    version = str(metadata.get("resourceVersion", ""))
+                    if self._reported_invalid.get(key) != version:
+                        self._reported_invalid[key] = version
+                        log.error("skipping invalid VPA: %s", error)
+                    continue
+                if is_selected(vpa, self.options.recommender_name):
+                    ours[key] = vpa
+        return ours
+
+    def _forget_missing(self, ours: Mapping[VpaKey, VerticalPodAutoscaler]) -> None:
+        """Drop the state of VPAs that are gone, not ours any more, or replaced (new uid)."""
+        stale = {
+            key
+            for key, uid in self._uids.items()
+            if key not in ours or ours[key].metadata.uid != uid
+        }
+        for key, vpa in ours.items():
+            self._uids.setdefault(key, vpa.metadata.uid)
+        if not stale:
+            return
+        keys = self.store.aggregate_keys
+        gone = pl.Series([f"{ns}/{name}" for ns, name in stale])
+        drop = (keys["namespace"] + "/" + keys["workload"]).is_in(gone).to_numpy()
+        self.store.keep_aggregates(~drop)
+        for key in stale:
+            self._uids.pop(key, None)
+            self.history_end.pop(key, None)
+            if key in ours:
+                self._uids[key] = ours[key].metadata.uid
+        log.info("forgot the state of %d VPA(s) gone or replaced", len(stale))
+
+    def _pods_by_namespace(self) -> dict[str, list[PodView]]:
+        pods: dict[str, list[PodView]] = defaultdict(list)
+        for cache in self.pod_caches:
+            for obj in cache.items():
+                view = pod_view(obj)
+                pods[view.namespace].append(view)
+        return pods
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """One pass over every VPA of ours."""
+        now = self.clock()
+        started = time.monotonic()
+        queries_before = self.prometheus.query_count
+        report = TickReport(started=now)
+        ours = self.our_vpas()
+        self._forget_missing(ours)
+        by_namespace: dict[str, dict[str, VerticalPodAutoscaler]] = defaultdict(dict)
+        for (namespace, name), vpa in ours.items():
+            by_namespace[namespace][name] = vpa
+        pods = self._pods_by_namespace()
+        resolver = TargetResolver(self.kube)
+        report.vpas, report.namespaces = len(ours), len(by_namespace)
+        for namespace in sorted(by_namespace):
+            work = _NamespaceWork(namespace, by_namespace[namespace], pods.get(namespace, []))
+            try:
+                self._namespace_tick(work, resolver, now, report)
+            except Exception as error:  # one namespace must not stop the others
+                log.exception("namespace %s: tick failed", namespace)
+                report.errors.append(f"namespace {namespace}: {error}")
+        report.queries = self.prometheus.query_count - queries_before
+        report.duration_s = time.monotonic() - started
+        return report
+
+    def _namespace_tick(
+        self, work: _NamespaceWork, resolver: TargetResolver, now: dt.datetime, report: TickReport
+    ) -> None:
+        for name, vpa in sorted(work.vpas.items()):
+            try:
+                resolution = resolver.resolve(vpa)
+            except KubeApiError as error:
+                message = f"cannot resolve targetRef: {error}"
+                log.error("VPA %s: %s", vpa.key, message)
+                report.results.append(VpaResult(vpa.key, "error", message=message))
+                continue
+            work.resolutions[name] = resolution
+            work.matches[name] = matched_pods(resolution.selector, work.pods)
+        try:
+            frame = self._history(work, now)
+        except PrometheusQueryError as error:
+            message = f"history not read, recommendations kept as written: {error}"
+            log.error("namespace %s: %s", work.namespace, message)
+            report.errors.append(f"namespace {work.namespace}: {error}")
+            report.results.extend(
+                VpaResult(work.vpas[name].key, "skipped", message=message)
+                for name in sorted(work.resolutions)
+            )
+            return
+        if frame.height:
+            samples = prepare_samples(frame)
+            dropped = ingest_samples(self.store, samples)
+            dropped.update(samples.skipped)
+            report.samples += len(samples)
+            if dropped:
+                log.debug("namespace %s: samples dropped: %s", work.namespace, dict(dropped))
+        for name in sorted(work.resolutions):
+            if work.matches[name]:
+                self.history_end[(work.namespace, name)] = now
+            report.results.append(self._write(work, name, now))
+
+    def _history(self, work: _NamespaceWork, now: dt.datetime) -> pl.DataFrame:
+        """New usage and OOM kills of the namespace's matched containers, as a usage frame.
+
+        VPAs are grouped by where their history ends: normally one window [end, now) for the
+        whole namespace; a new VPA adds the window from `now - history` for its own pods.
+        """
+        assigned = assignment(work.matches)
+        if assigned.height == 0:
+            return empty_usage()
+        starts = {
+            name: self.history_end.get((work.namespace, name), now - self.options.history)
+            for name, pods in work.matches.items()
+            if pods
+        }
+        bounds = sorted(set(starts.values()))
+        frames = []
+        for i, start in enumerate(bounds):
+            end = bounds[i + 1] if i + 1 < len(bounds) else now
+            members = [name for name, begin in starts.items() if begin <= start]
+            ours = assigned.filter(pl.col("workload").is_in(members))
+            history = self.prometheus.fetch(work.namespace, start, end)
+            frames.append(usage_rows(history.samples, ours))
+            frames.append(oom_rows(history.oom_kills, ours))
+        kills = self._new_pod_status_kills(work)
+        frames.append(oom_rows(kills, assigned))
+        frames = [f for f in frames if f.height]
+        return pl.concat(frames, how="vertical") if frames else empty_usage()
+
+    def _new_pod_status_kills(self, work: _NamespaceWork) -> pl.DataFrame:
+        matched = {pod.name: pod for pods in work.matches.values() for pod in pods}
+        kills = pod_status_kills(self.options.cluster, matched.values())
+        fresh = []
+        for row in kills.iter_rows():
+            key = (row[2], row[3], row[4], row[0])
+            fresh.append(key not in self._seen_kills)
+            self._seen_kills.add(key)
+        return kills.filter(pl.Series(fresh, dtype=pl.Boolean)) if kills.height else kills
+
+    def _write(self, work: _NamespaceWork, name: str, now: dt.datetime) -> VpaResult:
+        vpa, resolution = work.vpas[name], work.resolutions[name]
+        policy = vpa.spec.resource_policy
+        rows = self.store.workload_rows(self.options.cluster, work.namespace, name)
+        containers = self.store.aggregate_keys[rows]["container"].to_list()
+        scaled = np.array([is_scaled(c, policy) for c in containers], dtype=bool)
+        estimated = recommend_rows(self.store, rows[scaled], self.estimators, _ns(now))
+        entries = [
+            RecommendedContainerResources.model_validate(r.to_status_entry())
+            for r in estimated.recommendations
+        ]
+        try:
+            capped = apply_policy(entries, policy, self.options.max_allowed, vpa_key=vpa.key)
+        except PolicyError as error:
+            log.error("%s", error)
+            return VpaResult(vpa.key, "error", message=str(error))
+        status = desired_status(
+            vpa,
+            capped,
+            pods_matched=bool(work.matches[name]),
+            now=_condition_time(now),
+            config_unsupported=resolution.config_unsupported,
+        )
+        try:
+            outcome = self.writer.write(vpa, status)
+        except KubeApiError as error:
+            log.error("VPA %s: status not written: %s", vpa.key, error)
+            return VpaResult(vpa.key, "error", tuple(capped), message=str(error))
+        return VpaResult(vpa.key, outcome.value, tuple(capped), resolution.config_unsupported or "")
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """Save the state of every VPA with history; delete checkpoints of VPAs gone.
+        Returns how many were saved."""
+        if self.checkpoints is None:
+            return 0
+        ours = self.our_vpas()
+        saved = 0
+        for key, end in sorted(self.history_end.items()):
+            vpa = ours.get(key)
+            if vpa is None:
+                continue
+            namespace, name = key
+            checkpoint = Checkpoint(
+                namespace=namespace,
+                vpa_name=name,
+                vpa_uid=vpa.metadata.uid,
+                recommender=self.options.recommender_name,
+                history_end=end,
+                aggregates=export_workload(self.store, self.options.cluster, namespace, name),
+            )
+            try:
+                self.checkpoints.save(checkpoint)
+            except KubeApiError as error:
+                log.error("checkpoint of VPA %s not saved: %s", vpa.key, error)
+                continue
+            saved += 1
+        try:
+            deleted = self.checkpoints.collect_garbage(
+                {key: vpa.metadata.uid for key, vpa in ours.items()},
+                self.options.namespaces or None,
+            )
+        except KubeApiError as error:
+            log.error("checkpoints not garbage-collected: %s", error)
+        else:
+            if deleted:
+                log.info("deleted %d checkpoint(s) of VPAs gone", deleted)
+        return saved
+
+    def restore(self) -> int:
+        """Load the checkpoints of VPAs of ours (same uid); returns how many were restored."""
+        assert self.checkpoints is not None
+        ours = self.our_vpas()
+        loaded, problems = self.checkpoints.load(self.options.namespaces or None)
+        for problem in problems:
+            log.error("checkpoint ignored: %s", problem)
+        restored = 0
+        for checkpoint in loaded:
+            key = (checkpoint.namespace, checkpoint.vpa_name)
+            vpa = ours.get(key)
+            if vpa is None or vpa.metadata.uid != checkpoint.vpa_uid or key in self.history_end:
+                continue
+            try:
+                import_workload(
+                    self.store,
+                    self.options.cluster,
+                    checkpoint.namespace,
+                    checkpoint.vpa_name,
+                    checkpoint.aggregates,
+                )
+            except SnapshotError as error:
+                log.error("checkpoint of VPA %s ignored: %s", vpa.key, error)
+                continue
+            self.history_end[key] = checkpoint.history_end
+            self._uids[key] = vpa.metadata.uid
+            restored += 1
+        log.info("restored %d checkpoint(s)", restored)
+        return restored
