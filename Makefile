@@ -40,12 +40,13 @@ test: install testbed lint
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/integration
 
-## run: install, bring the local testbed up, and run the recommender against it
+## run: install, bring the local testbed up (demo workloads, history, VPAs), run the recommender
 run: install testbed
 	@[ -f .testbed/state.json ] || $(BIN)/python -m testbed up
 	@$(BIN)/python -m testbed status
-	KUBECONFIG=$$($(BIN)/python -c 'import json; print(json.load(open(".testbed/state.json"))["kubeconfig"])') \
-	  $(BIN)/vpa-fleet run
+	$(BIN)/vpa-fleet run --cluster testbed --tick-interval 30 \
+	  --kubeconfig "$$($(BIN)/python -m testbed get kubeconfig)" \
+	  --prometheus-url "$$($(BIN)/python -m testbed get prometheus_url)"
 
 testbed-up: install testbed
 	$(BIN)/python -m testbed up

@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=20)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # parallel deploys outgrow its pool
     small = max(1, args.workloads // 4)
     few = max(1, args.namespaces // 4)
     layouts = [

@@ -367,6 +367,12 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(
         default=600, gt=0, description="seconds between two checkpoints of the histograms"
     )
+    target_refresh_s: float = Field(
+        default=300,
+        ge=0,
+        description="seconds a VPA's resolved targetRef is reused while the VPA is unchanged "
+        "(0: resolve every tick)",
+    )
     status_change_threshold: float = Field(
         default=0.0,
         ge=0,

@@ -107,6 +107,7 @@ def up(args: argparse.Namespace) -> int:
         "ray_pids": ray_pids(ray.temp_dir, ray.address),
         "process_groups": pgids,
         "logs": str(plane.workdir / "logs"),
+        "etcd_data": str(plane.etcd_data),
         "demo": demo_rows,
     }
     STATE_FILE.write_text(json.dumps(state, indent=2))
@@ -131,6 +132,8 @@ def down(args: argparse.Namespace) -> int:
             time.sleep(0.2)
     stop_ray_head(Path(state["ray_temp_dir"]), state["ray_address"], state["ray_pids"])
     shutil.rmtree(state["ray_temp_dir"], ignore_errors=True)
+    if state.get("etcd_data"):  # in /dev/shm: memory until removed
+        shutil.rmtree(state["etcd_data"], ignore_errors=True)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     print("testbed down", file=sys.stderr)
     return 0
@@ -146,6 +149,19 @@ def status(args: argparse.Namespace) -> int:
     if dead:
         print(f"\nwarning: processes {dead} have exited; see {state['logs']}", file=sys.stderr)
         return 1
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    """One value of the state, for scripts: `--kubeconfig "$(python -m testbed get kubeconfig)"`."""
+    if not STATE_FILE.exists():
+        print("testbed is not up (python -m testbed up)", file=sys.stderr)
+        return 1
+    state = json.loads(STATE_FILE.read_text())
+    if args.key not in state:
+        print(f"no {args.key!r} in the state; known: {', '.join(sorted(state))}", file=sys.stderr)
+        return 1
+    print(state[args.key])
     return 0
 
 
@@ -165,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.set_defaults(func=up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=down)
     sub.add_parser("status", help="print where everything is").set_defaults(func=status)
+    get_parser = sub.add_parser("get", help="print one value: kubeconfig, prometheus_url, ...")
+    get_parser.add_argument("key")
+    get_parser.set_defaults(func=get)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

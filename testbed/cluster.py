@@ -40,6 +40,8 @@ class ControlPlane:
     pki: Pki
     processes: list[Process] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    etcd_data: Path | None = None
+    """etcd's data directory (in /dev/shm when there is one): removed on stop()."""
 
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
         """Run the testbed's kubectl against this control plane; return stdout."""
@@ -326,6 +328,7 @@ def _start_once(
     shm = Path("/dev/shm")
     data_root = Path(tempfile.mkdtemp(prefix="vpa-fleet-etcd-", dir=shm if shm.is_dir() else None))
     try:
+        plane.etcd_data = data_root
         etcd_url = _start_etcd(plane, data_root)
         plane.processes[-1].extra_stop.append(
             lambda: subprocess.run(["rm", "-rf", str(data_root)], check=False)

@@ -60,10 +60,24 @@ def _api_root(api_version: str) -> str:
 
 @dataclass
 class TargetResolver:
-    """Resolves targetRefs against one API server; discovery answers are cached."""
+    """Resolves targetRefs against one API server. Discovery answers and the objects read are
+    kept for the resolver's life: make one per pass, so that a controller read for its
+    selector is not read again for its owner chain."""
 
     kube: KubeClient
     _discovery: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
+    _objects: dict[str, JSON | None] = field(default_factory=dict)
+
+    def _read(self, path: str) -> JSON | None:
+        """The object at `path`, None when it does not exist; each path is read once."""
+        if path not in self._objects:
+            try:
+                self._objects[path] = self.kube.get(path)
+            except KubeApiError as error:
+                if not error.not_found:
+                    raise
+                self._objects[path] = None
+        return self._objects[path]
 
     def resolve(self, vpa: VerticalPodAutoscaler) -> Resolution:
         namespace = vpa.metadata.namespace
@@ -121,12 +135,7 @@ class TargetResolver:
 
     def _get_well_known(self, namespace: str, kind: str, name: str) -> JSON | None:
         api_version, plural = _WELL_KNOWN_PATHS[kind]
-        try:
-            return self.kube.get(f"{_api_root(api_version)}/namespaces/{namespace}/{plural}/{name}")
-        except KubeApiError as error:
-            if error.not_found:
-                return None
-            raise
+        return self._read(f"{_api_root(api_version)}/namespaces/{namespace}/{plural}/{name}")
 
     def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:
         """(plural, serves /scale) of a kind, from API discovery."""
@@ -166,12 +175,9 @@ class TargetResolver:
         return True
 
     def _parent(self, namespace: str, key: _Controller) -> _Controller | None:
-        try:
-            obj = self.kube.get(self._object_path(namespace, key.api_version, key.kind, key.name))
-        except KubeApiError as error:
-            if error.not_found:
-                return None
-            raise
+        obj = self._read(self._object_path(namespace, key.api_version, key.kind, key.name))
+        if obj is None:
+            return None
         for owner in obj.get("metadata", {}).get("ownerReferences") or []:
             if owner.get("controller"):
                 return _Controller(owner["apiVersion"], owner["kind"], owner["name"])

@@ -79,6 +79,7 @@ class LoopOptions:
     recommender_name: str = "vpa-fleet"
     namespaces: tuple[str, ...] = ()
     history: dt.timedelta = dt.timedelta(days=8)
+    target_refresh: dt.timedelta = dt.timedelta(minutes=5)
     strategy: str = "vpa"
     strategy_params: Mapping[str, object] = field(default_factory=dict)
     status_change_threshold: float = 0.0
@@ -165,6 +166,9 @@ class ClusterRecommender:
         self._uids: dict[VpaKey, str] = {}
         self._seen_kills: set[tuple[str, str, str, dt.datetime]] = set()
         self._reported_invalid: dict[VpaKey, str] = {}
+        # Resolved targetRefs, reused while the VPA keeps its uid and generation (the selector
+        # of a Deployment, StatefulSet or DaemonSet cannot change) until they are this old.
+        self._resolved: dict[VpaKey, tuple[str, int, dt.datetime, Resolution]] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class ClusterRecommender:
         drop = (keys["namespace"] + "/" + keys["workload"]).is_in(gone).to_numpy()
         self.store.keep_aggregates(~drop)
         for key in stale:
+            self._resolved.pop(key, None)
             self._uids.pop(key, None)
             self.history_end.pop(key, None)
             if key in ours:
@@ -265,7 +270,7 @@ class ClusterRecommender:
     ) -> None:
         for name, vpa in sorted(work.vpas.items()):
             try:
-                resolution = resolver.resolve(vpa)
+                resolution = self._resolve(vpa, resolver, now)
             except KubeApiError as error:
                 message = f"cannot resolve targetRef: {error}"
                 log.error("VPA %s: %s", vpa.key, message)
@@ -295,6 +300,20 @@ class ClusterRecommender:
             if work.matches[name]:
                 self.history_end[(work.namespace, name)] = now
             report.results.append(self._write(work, name, now))
+
+    def _resolve(
+        self, vpa: VerticalPodAutoscaler, resolver: TargetResolver, now: dt.datetime
+    ) -> Resolution:
+        key = (vpa.metadata.namespace, vpa.metadata.name)
+        cached = self._resolved.get(key)
+        if cached is not None:
+            uid, generation, resolved_at, resolution = cached
+            fresh = now - resolved_at < self.options.target_refresh
+            if fresh and (uid, generation) == (vpa.metadata.uid, vpa.metadata.generation):
+                return resolution
+        resolution = resolver.resolve(vpa)
+        self._resolved[key] = (vpa.metadata.uid, vpa.metadata.generation, now, resolution)
+        return resolution
 
     def _history(self, work: _NamespaceWork, now: dt.datetime) -> pl.DataFrame:
         """New usage and OOM kills of the namespace's matched containers, as a usage frame.

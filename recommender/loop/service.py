@@ -39,6 +39,7 @@ def loop_options(settings: Settings) -> LoopOptions:
         recommender_name=settings.recommender_name,
         namespaces=settings.namespaces,
         history=dt.timedelta(days=settings.history_days),
+        target_refresh=dt.timedelta(seconds=settings.target_refresh_s),
         strategy=settings.strategy,
         strategy_params=dict(settings.strategy_params),
         status_change_threshold=settings.status_change_threshold,

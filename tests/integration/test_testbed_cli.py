@@ -99,6 +99,10 @@ def test_up_status_down(tmp_path: Path, demo: bool) -> None:
                 (c.namespace, c.pod) for c in generated.containers
             }
             assert "demo workloads" not in up.stdout
+        got = _testbed("get", state_dir, "prometheus_url")
+        assert got.stdout.strip() == state["prometheus_url"]
+        assert _testbed("get", state_dir, "nothing").returncode == 1
+        assert Path(state["etcd_data"]).is_dir()
     finally:
         down = _testbed("down", state_dir)
     assert down.returncode == 0, down.stderr
@@ -108,3 +112,4 @@ def test_up_status_down(tmp_path: Path, demo: bool) -> None:
     leftovers += ray_pids(Path(state["ray_temp_dir"]), state["ray_address"])
     assert not leftovers, f"Ray processes outlived `down`: {leftovers}"
     assert not state_dir.exists()
+    assert not Path(state["etcd_data"]).exists(), "etcd's data (in memory) outlived `down`"

@@ -1,0 +1,218 @@
+"""Bad input to the loop on the real testbed: each problem gets upstream's condition or a log
+line that names it, the other VPAs are written, and nothing already written is lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from analytics.sources.prometheus import PrometheusHistory, load_config
+from recommender.kube.rest import JSON, KubeClient, load_api_client
+from recommender.kube.status_writer import vpa_path
+from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport
+from testbed.cluster import ControlPlane
+from testbed.demo import Demo, DemoWorkload, start_demo, vpa_manifest
+from testbed.process import free_port
+from testbed.series import MI, ContainerSpec
+from tests.integration.kube_helpers import eventually
+
+APP = ContainerSpec("app", 0.2, 200 * MI, 0.25, 256 * MI)
+
+
+@dataclass
+class Setup:
+    kube: KubeClient
+    demo: Demo
+    namespace: str
+    now: dt.datetime
+    first: TickReport
+
+    def recommender(self, prometheus_url: str, now: dt.datetime) -> ClusterRecommender:
+        return _recommender(self.kube, self.namespace, prometheus_url, now)
+
+    def vpa(self, name: str) -> JSON:
+        return self.kube.get(vpa_path(self.namespace, name))
+
+
+def _recommender(
+    kube: KubeClient, namespace: str, prometheus_url: str, now: dt.datetime
+) -> ClusterRecommender:
+    config = load_config({"connection": {"url": prometheus_url, "timeout_s": 5}})
+    options = LoopOptions(namespaces=(namespace,), history=dt.timedelta(days=1))
+    return ClusterRecommender(
+        kube, PrometheusHistory(config), options, checkpoints=False, clock=lambda: now
+    )
+
+
+def _conditions(vpa: JSON) -> dict[str, tuple[str, str]]:
+    return {
+        c["type"]: (c["status"], c.get("message", ""))
+        for c in vpa.get("status", {}).get("conditions", [])
+    }
+
+
+def _create_vpa(kube: KubeClient, namespace: str, manifest: JSON) -> None:
+    kube.request(
+        "POST",
+        f"/apis/autoscaling.k8s.io/v1/namespaces/{namespace}/verticalpodautoscalers",
+        body=manifest,
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
+    namespace = f"bad-{uuid.uuid4().hex[:5]}"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    workloads = (
+        DemoWorkload("Deployment", namespace, "good", 1, (APP,)),
+        DemoWorkload("Deployment", namespace, "idle", 0, (APP,)),
+    )
+    demo = start_demo(
+        tmp_path_factory.mktemp("bad-input"),
+        kube,
+        workloads,
+        days=0.5,
+        end=now - dt.timedelta(minutes=10),
+    )
+    try:
+        unknown = vpa_manifest(namespace, "unknown-kind", "Deployment")
+        unknown["spec"]["targetRef"] = {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "name": "w",
+        }
+        _create_vpa(kube, namespace, unknown)
+        _create_vpa(kube, namespace, vpa_manifest(namespace, "missing", "Deployment"))
+        recommender = _recommender(kube, namespace, demo.prometheus.url, now)
+        recommender.start()
+        try:
+            first = recommender.tick()
+        finally:
+            recommender.stop()
+        yield Setup(kube, demo, namespace, now, first)
+    finally:
+        demo.stop()
+
+
+def test_the_good_vpa_is_written_whatever_the_others_do(setup: Setup) -> None:
+    good = setup.vpa("good")
+    assert _conditions(good) == {"RecommendationProvided": ("True", "")}
+    assert good["status"]["recommendation"]["containerRecommendations"][0]["containerName"] == "app"
+    assert setup.first.errors == []
+
+
+def test_an_unknown_target_kind_is_config_unsupported(setup: Setup) -> None:
+    conditions = _conditions(setup.vpa("unknown-kind"))
+    status, message = conditions["ConfigUnsupported"]
+    assert status == "True"
+    assert message.startswith("Cannot read targetRef. Reason: unhandled targetRef example.com/v1")
+    assert conditions["RecommendationProvided"][0] == "False"
+
+
+def test_a_missing_target_is_config_unsupported(setup: Setup) -> None:
+    conditions = _conditions(setup.vpa("missing"))
+    assert conditions["ConfigUnsupported"] == (
+        "True",
+        f"Cannot read targetRef. Reason: Deployment {setup.namespace}/missing does not exist",
+    )
+
+
+def test_a_selector_matching_no_pod_says_so(setup: Setup) -> None:
+    conditions = _conditions(setup.vpa("idle"))
+    assert conditions["NoPodsMatched"] == ("True", "No pods match this VPA object")
+    assert conditions["RecommendationProvided"] == ("False", "No pods match this VPA object")
+    assert "ConfigUnsupported" not in conditions
+
+
+def test_prometheus_down_keeps_what_was_written(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = setup.vpa("good")
+    dead = f"http://127.0.0.1:{free_port()}"
+    recommender = setup.recommender(dead, setup.now + dt.timedelta(minutes=5))
+    recommender.start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            report = recommender.tick()
+    finally:
+        recommender.stop()
+    assert {r.outcome for r in report.results} == {"skipped"}
+    assert report.errors and dead in report.errors[0]
+    assert any("cannot connect" in r.getMessage() for r in caplog.records)
+    after = setup.vpa("good")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_a_vpa_that_does_not_parse_is_reported_and_skipped(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CRD's schema lets a condition status through that the VPA API does not allow.
+    broken = vpa_manifest(setup.namespace, "broken", "Deployment", target_name="good")
+    _create_vpa(setup.kube, setup.namespace, broken)
+    status = {
+        "conditions": [
+            {"type": "RecommendationProvided", "status": "Perhaps", "lastTransitionTime": None}
+        ]
+    }
+    setup.kube.request(
+        "PATCH",
+        vpa_path(setup.namespace, "broken") + "/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    )
+    before = setup.vpa("good")
+    recommender = setup.recommender(setup.demo.prometheus.url, setup.now + dt.timedelta(minutes=1))
+    recommender.start()
+    try:
+        with caplog.at_level(logging.ERROR):
+            report = recommender.tick()
+    finally:
+        recommender.stop()
+    keys = {r.key for r in report.results}
+    assert f"{setup.namespace}/broken" not in keys
+    assert f"{setup.namespace}/good" in keys
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"{setup.namespace}/broken" in m and "status.conditions.0.status" in m for m in messages
+    )
+    after = setup.vpa("good")
+    assert after["status"]["recommendation"] == before["status"]["recommendation"]
+
+
+def test_a_fixed_target_is_resolved_again_at_once(setup: Setup) -> None:
+    namespace = setup.namespace
+    _create_vpa(
+        setup.kube, namespace, vpa_manifest(namespace, "typo", "Deployment", target_name="goood")
+    )
+    recommender = setup.recommender(setup.demo.prometheus.url, setup.now + dt.timedelta(minutes=1))
+    recommender.start()
+    try:
+        recommender.tick()
+        assert "ConfigUnsupported" in _conditions(setup.vpa("typo"))
+        setup.kube.request(
+            "PATCH",
+            vpa_path(namespace, "typo"),
+            body={"spec": {"targetRef": {"name": "good"}}},
+            content_type="application/merge-patch+json",
+        )
+
+        def seen_fixed() -> bool:
+            return any(
+                vpa.spec.target_ref is not None and vpa.spec.target_ref.name == "good"
+                for key, vpa in recommender.our_vpas().items()
+                if key == (namespace, "typo")
+            )
+
+        eventually(seen_fixed, 30, "the watch to deliver the fixed VPA")
+        recommender.tick()  # same clock: only the new generation makes it resolve again
+    finally:
+        recommender.stop()
+    conditions = _conditions(setup.vpa("typo"))
+    assert "ConfigUnsupported" not in conditions
+    assert conditions["RecommendationProvided"] == ("True", "")
