@@ -3,7 +3,8 @@
 Run with `.venv/bin/python -m bench.loop [--workloads 1000 --namespaces 20]`. It starts a
 control plane (KWOK nodes), deploys single-container Deployments with a VPA naming vpa-fleet
 each, gives a real Prometheus one day of their history at 5-minute steps, and runs the loop:
-a bootstrap tick (the whole day), then an incremental tick five minutes later. Two smaller
+a bootstrap tick (the whole day), a steady tick a minute later (the same process), and
+the first tick of a restarted process (history restored from checkpoints). Two smaller
 layouts run on the same control plane for comparison: as many namespaces with a quarter of the
 workloads, and a quarter of the namespaces with that quarter. Prometheus queries per tick
 follow the namespaces; wall time and writes follow the VPAs.
@@ -12,9 +13,11 @@ follow the namespaces; wall time and writes follow the VPAs.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import logging
 import math
+import pstats
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,8 +42,44 @@ class Row:
     report: TickReport
 
 
+class _Clock:
+    def __init__(self, moment: dt.datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> dt.datetime:
+        return self.moment
+
+
+def _tick(
+    recommender: ClusterRecommender,
+    tick: str,
+    prefix: str,
+    namespaces: int,
+    workloads: int,
+    *,
+    profile: bool,
+) -> Row:
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
+    report = recommender.tick()
+    if profiler is not None:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    started = time.monotonic()
+    recommender.checkpoint()
+    print(f"# {prefix} {tick}: checkpoints saved in {time.monotonic() - started:.1f} s")
+    return Row(prefix.rstrip("-"), namespaces, workloads, tick, report)
+
+
 def _run_layout(
-    kube: KubeClient, workdir: Path, prefix: str, namespaces: int, workloads: int
+    kube: KubeClient,
+    workdir: Path,
+    prefix: str,
+    namespaces: int,
+    workloads: int,
+    *,
+    profile: bool = False,
 ) -> list[Row]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     started = time.monotonic()
@@ -69,26 +108,22 @@ def _run_layout(
             history=HISTORY,
         )
         rows = []
-        for tick, moment in (("bootstrap", now), ("incremental", now + dt.timedelta(minutes=5))):
-            recommender = ClusterRecommender(
-                kube,
-                PrometheusHistory(config),
-                options,
-                clock=lambda moment=moment: moment,  # type: ignore[misc]
-            )
-            recommender.start(timeout_s=120)
-            try:
-                report = recommender.tick()
-                checkpoint_started = time.monotonic()
-                recommender.checkpoint()
-                print(
-                    f"# {prefix} {tick}: checkpoints saved in "
-                    f"{time.monotonic() - checkpoint_started:.1f} s",
-                    flush=True,
-                )
-            finally:
-                recommender.stop()
-            rows.append(Row(prefix.rstrip("-"), namespaces, workloads, tick, report))
+        clock = _Clock(now)
+        first = ClusterRecommender(kube, PrometheusHistory(config), options, clock=clock)
+        first.start(timeout_s=120)
+        try:
+            rows.append(_tick(first, "bootstrap", prefix, namespaces, workloads, profile=False))
+            clock.moment = now + dt.timedelta(minutes=1)
+            rows.append(_tick(first, "steady", prefix, namespaces, workloads, profile=profile))
+        finally:
+            first.stop()
+        clock.moment = now + dt.timedelta(minutes=2)
+        restarted = ClusterRecommender(kube, PrometheusHistory(config), options, clock=clock)
+        restarted.start(timeout_s=120)
+        try:
+            rows.append(_tick(restarted, "restart", prefix, namespaces, workloads, profile=False))
+        finally:
+            restarted.stop()
         return rows
     finally:
         demo.stop()
@@ -133,6 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workloads", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument(
+        "--profile", action="store_true", help="print a profile of the largest steady tick"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # parallel deploys outgrow its pool
@@ -152,7 +190,10 @@ def main() -> None:
             kube = KubeClient(load_api_client(str(plane.kubeconfig)))
             rows: list[Row] = []
             for prefix, namespaces, workloads in layouts:
-                rows += _run_layout(kube, work / prefix, prefix, namespaces, workloads)
+                profile = args.profile and prefix == "a-"
+                rows += _run_layout(
+                    kube, work / prefix, prefix, namespaces, workloads, profile=profile
+                )
         finally:
             plane.stop()
     print()

@@ -11,6 +11,8 @@ recommender's rules and messages (upstream `pkg/target/fetcher.go`,
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
@@ -33,6 +35,11 @@ _WELL_KNOWN_PATHS = {
     "Job": ("batch/v1", "jobs"),
     "CronJob": ("batch/v1", "cronjobs"),
 }
+
+
+PREFETCH_MIN_TARGETS = 3
+"""From this many VPAs targeting one kind in a namespace, that kind is listed, not read one
+by one."""
 
 
 class TargetError(Exception):
@@ -67,6 +74,24 @@ class TargetResolver:
     kube: KubeClient
     _discovery: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
     _objects: dict[str, JSON | None] = field(default_factory=dict)
+
+    def prefetch(self, namespace: str, vpas: Iterable[VerticalPodAutoscaler]) -> None:
+        """Read the well-known controllers many of `vpas` target with one LIST per kind
+        instead of one GET per VPA (a namespace of 50 Deployments with a VPA each: one call)."""
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for vpa in vpas:
+            ref = vpa.spec.target_ref
+            if ref is not None and ref.kind in _WELL_KNOWN_PATHS:
+                wanted[ref.kind].add(ref.name)
+        for kind, names in wanted.items():
+            if len(names) < PREFETCH_MIN_TARGETS:
+                continue
+            api_version, plural = _WELL_KNOWN_PATHS[kind]
+            collection = f"{_api_root(api_version)}/namespaces/{namespace}/{plural}"
+            items, _ = self.kube.list_all(collection)
+            found = {str(item.get("metadata", {}).get("name", "")): item for item in items}
+            for name in names:
+                self._objects[f"{collection}/{name}"] = found.get(name)
 
     def _read(self, path: str) -> JSON | None:
         """The object at `path`, None when it does not exist; each path is read once."""

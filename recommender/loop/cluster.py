@@ -29,6 +29,7 @@ import polars as pl
 
 from analytics.estimation import recommend_rows
 from analytics.ingest import ingest_samples
+from analytics.recommendation import ContainerRecommendation
 from analytics.snapshot import SnapshotError, export_workload, import_workload
 from analytics.sources.prometheus import PrometheusHistory, PrometheusQueryError
 from analytics.store import AggregateStore
@@ -268,6 +269,11 @@ class ClusterRecommender:
     def _namespace_tick(
         self, work: _NamespaceWork, resolver: TargetResolver, now: dt.datetime, report: TickReport
     ) -> None:
+        stale = [vpa for vpa in work.vpas.values() if not self._resolution_fresh(vpa, now)]
+        try:
+            resolver.prefetch(work.namespace, stale)
+        except KubeApiError as error:  # each VPA is then read on its own
+            log.warning("namespace %s: listing targets failed: %s", work.namespace, error)
         for name, vpa in sorted(work.vpas.items()):
             try:
                 resolution = self._resolve(vpa, resolver, now)
@@ -296,21 +302,26 @@ class ClusterRecommender:
             report.samples += len(samples)
             if dropped:
                 log.debug("namespace %s: samples dropped: %s", work.namespace, dict(dropped))
+        estimated = self._estimate(work, now)
         for name in sorted(work.resolutions):
             if work.matches[name]:
                 self.history_end[(work.namespace, name)] = now
-            report.results.append(self._write(work, name, now))
+            report.results.append(self._write(work, name, estimated.get(name, []), now))
+
+    def _resolution_fresh(self, vpa: VerticalPodAutoscaler, now: dt.datetime) -> bool:
+        cached = self._resolved.get((vpa.metadata.namespace, vpa.metadata.name))
+        if cached is None:
+            return False
+        uid, generation, resolved_at, _ = cached
+        same = (uid, generation) == (vpa.metadata.uid, vpa.metadata.generation)
+        return same and now - resolved_at < self.options.target_refresh
 
     def _resolve(
         self, vpa: VerticalPodAutoscaler, resolver: TargetResolver, now: dt.datetime
     ) -> Resolution:
         key = (vpa.metadata.namespace, vpa.metadata.name)
-        cached = self._resolved.get(key)
-        if cached is not None:
-            uid, generation, resolved_at, resolution = cached
-            fresh = now - resolved_at < self.options.target_refresh
-            if fresh and (uid, generation) == (vpa.metadata.uid, vpa.metadata.generation):
-                return resolution
+        if self._resolution_fresh(vpa, now):
+            return self._resolved[key][3]
         resolution = resolver.resolve(vpa)
         self._resolved[key] = (vpa.metadata.uid, vpa.metadata.generation, now, resolution)
         return resolution
@@ -353,16 +364,44 @@ class ClusterRecommender:
             self._seen_kills.add(key)
         return kills.filter(pl.Series(fresh, dtype=pl.Boolean)) if kills.height else kills
 
-    def _write(self, work: _NamespaceWork, name: str, now: dt.datetime) -> VpaResult:
+    def _estimate(
+        self, work: _NamespaceWork, now: dt.datetime
+    ) -> dict[str, list[ContainerRecommendation]]:
+        """Recommendations of every resolved VPA of the namespace, by VPA name, in one pass
+        over the engine; containers whose policy has `mode: Off` are left out."""
+        keys = self.store.aggregate_keys
+        mine = (
+            (keys["cluster"] == self.options.cluster)
+            & (keys["namespace"] == work.namespace)
+            & keys["workload"].is_in(list(work.resolutions))
+        )
+        rows = np.flatnonzero(mine.to_numpy()).astype(np.int64)
+        chosen = keys[rows]
+        scaled = np.array(
+            [
+                is_scaled(container, work.vpas[workload].spec.resource_policy)
+                for workload, container in zip(chosen["workload"], chosen["container"], strict=True)
+            ],
+            dtype=bool,
+        )
+        estimated = recommend_rows(self.store, rows[scaled], self.estimators, _ns(now))
+        by_vpa: dict[str, list[ContainerRecommendation]] = defaultdict(list)
+        for recommendation in estimated.recommendations:
+            by_vpa[recommendation.workload].append(recommendation)
+        return by_vpa
+
+    def _write(
+        self,
+        work: _NamespaceWork,
+        name: str,
+        recommendations: list[ContainerRecommendation],
+        now: dt.datetime,
+    ) -> VpaResult:
         vpa, resolution = work.vpas[name], work.resolutions[name]
         policy = vpa.spec.resource_policy
-        rows = self.store.workload_rows(self.options.cluster, work.namespace, name)
-        containers = self.store.aggregate_keys[rows]["container"].to_list()
-        scaled = np.array([is_scaled(c, policy) for c in containers], dtype=bool)
-        estimated = recommend_rows(self.store, rows[scaled], self.estimators, _ns(now))
         entries = [
             RecommendedContainerResources.model_validate(r.to_status_entry())
-            for r in estimated.recommendations
+            for r in recommendations
         ]
         try:
             capped = apply_policy(entries, policy, self.options.max_allowed, vpa_key=vpa.key)

@@ -168,3 +168,36 @@ def test_kind_without_scale(setup: tuple[KubeClient, str]) -> None:
     assert resolution.config_unsupported.startswith(
         "Cannot read targetRef. Reason: unhandled targetRef v1 / ConfigMap / x, last error"
     )
+
+
+def test_prefetch_lists_once_and_resolves_the_same(
+    setup: tuple[KubeClient, str], kube_api: client.ApiClient
+) -> None:
+    kube, namespace = setup
+    apps = client.AppsV1Api(kube_api)
+    for name in ("api", "worker"):
+        apps.create_namespaced_deployment(namespace, workload("Deployment", name, replicas=0))
+    vpas = [_vpa(namespace, "Deployment", name) for name in ("web", "api", "worker", "gone")]
+    plain = [TargetResolver(kube).resolve(vpa) for vpa in vpas]
+
+    calls: list[str] = []
+    get = kube.get
+
+    def counting_get(path: str, **query: object) -> dict[str, object]:
+        calls.append(path)
+        return get(path, **query)
+
+    resolver = TargetResolver(kube)
+    kube.get = counting_get  # type: ignore[method-assign]
+    try:
+        resolver.prefetch(namespace, vpas)
+        listed = len(calls)
+        prefetched = [resolver.resolve(vpa) for vpa in vpas]
+    finally:
+        del kube.get
+    assert prefetched == plain
+    assert plain[3].config_unsupported == (
+        f"Cannot read targetRef. Reason: Deployment {namespace}/gone does not exist"
+    )
+    assert listed == 1  # one page of Deployments
+    assert not [path for path in calls[listed:] if "/deployments/" in path]
