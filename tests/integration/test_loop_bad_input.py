@@ -216,3 +216,62 @@ def test_a_fixed_target_is_resolved_again_at_once(setup: Setup) -> None:
     conditions = _conditions(setup.vpa("typo"))
     assert "ConfigUnsupported" not in conditions
     assert conditions["RecommendationProvided"] == ("True", "")
+
+
+def test_status_writes_refused_by_the_server_are_reported_and_retried_next_tick(
+    setup: Setup,
+) -> None:
+    # A validating webhook that cannot be reached makes the real API server answer 500 to
+    # every status write in this namespace.
+    namespace = setup.namespace
+    webhook_path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+    name = f"refuse-{namespace}"
+    setup.kube.request(
+        "POST",
+        webhook_path,
+        body={
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [
+                {
+                    "name": "refuse.vpa-fleet.io",
+                    "clientConfig": {"url": f"https://127.0.0.1:{free_port()}/refuse"},
+                    "rules": [
+                        {
+                            "apiGroups": ["autoscaling.k8s.io"],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["verticalpodautoscalers/status"],
+                        }
+                    ],
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 2,
+                }
+            ],
+        },
+    )
+    late = vpa_manifest(namespace, "late", "Deployment", target_name="good")
+    _create_vpa(setup.kube, namespace, late)
+    recommender = setup.recommender(setup.demo.prometheus.url, setup.now + dt.timedelta(minutes=3))
+    recommender.writer.backoff_s = 0.1
+    recommender.start()
+    try:
+        refused = recommender.tick()
+        setup.kube.request("DELETE", f"{webhook_path}/{name}")
+        eventually(
+            lambda: not [r for r in recommender.tick().results if r.outcome == "error"],
+            60,
+            "status writes to succeed once the webhook is gone",
+        )
+    finally:
+        recommender.stop()
+    outcome = {r.key: r for r in refused.results}[f"{namespace}/late"]
+    assert outcome.outcome == "error"
+    assert "500" in outcome.message
+    assert _conditions(setup.vpa("late"))["RecommendationProvided"] == ("True", "")
