@@ -7,10 +7,14 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from recommender.settings import SettingsError, describe, load_settings
+
+_FORCE_AFTER_S = 2.0
+"""A second signal this long after the first stops at once."""
 
 # Flag destination -> dotted settings key; only flags given on the command line override.
 _FLAGS = {
@@ -103,12 +107,19 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(f"vpa-fleet run with settings:\n{describe(settings)}", flush=True)
     stop = threading.Event()
+    first_signal: list[float] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        # Under make (or any wrapper) one Ctrl-C can arrive twice within a moment: only a
+        # second one a little later means "stop now".
+        if first_signal and time.monotonic() - first_signal[0] > _FORCE_AFTER_S:
+            raise KeyboardInterrupt
+        if first_signal:
+            return
+        first_signal.append(time.monotonic())
         print(
-            f"\n{signal.Signals(signum).name}: finishing the current tick and stopping",
+            f"\n{signal.Signals(signum).name}: finishing the current tick and stopping "
+            "(again to stop at once)",
             file=sys.stderr,
             flush=True,
         )

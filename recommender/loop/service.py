@@ -283,9 +283,13 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
             pass
         return 0
     finally:
-        if actor is not None:
-            leading = ticker is not None and ticker.leading and ticker.ticks > 0
-            actor.close(checkpoint=leading and not settings.once, out=out)
-        if leadership is not None:
-            leadership.stop()
-        stop_ray(runtime)
+        try:
+            if actor is not None:
+                leading = ticker is not None and ticker.leading and ticker.ticks > 0
+                actor.close(checkpoint=leading and not settings.once, out=out)
+        finally:
+            try:
+                if leadership is not None:
+                    leadership.stop()
+            finally:
+                stop_ray(runtime)
