@@ -1,0 +1,1 @@
+"""The fleet on Ray: shards of (cluster, namespace) spread over actors."""
