@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +142,7 @@ class ClusterRecommender:
         *,
         checkpoints: bool = True,
         clock: Clock = _utcnow,
+        owned: Collection[str] | None = None,
     ) -> None:
         self.kube = kube
         self.prometheus = prometheus
@@ -170,6 +171,8 @@ class ClusterRecommender:
         # Resolved targetRefs, reused while the VPA keeps its uid and generation (the selector
         # of a Deployment, StatefulSet or DaemonSet cannot change) until they are this old.
         self._resolved: dict[VpaKey, tuple[str, int, dt.datetime, Resolution]] = {}
+        # The namespaces this recommender answers for (its shards in a fleet); None: all it sees.
+        self.owned: frozenset[str] | None = None if owned is None else frozenset(owned)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -196,6 +199,8 @@ class ClusterRecommender:
             for obj in cache.items():
                 metadata = obj.get("metadata", {})
                 key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+                if self.owned is not None and key[0] not in self.owned:
+                    continue
                 try:
                     vpa = parse_vpa(obj)
                 except InvalidVpaError as error:
@@ -219,17 +224,42 @@ class ClusterRecommender:
             self._uids.setdefault(key, vpa.metadata.uid)
         if not stale:
             return
-        keys = self.store.aggregate_keys
-        gone = pl.Series([f"{ns}/{name}" for ns, name in stale])
-        drop = (keys["namespace"] + "/" + keys["workload"]).is_in(gone).to_numpy()
-        self.store.keep_aggregates(~drop)
+        self._drop(stale)
         for key in stale:
-            self._resolved.pop(key, None)
-            self._uids.pop(key, None)
-            self.history_end.pop(key, None)
             if key in ours:
                 self._uids[key] = ours[key].metadata.uid
         log.info("forgot the state of %d VPA(s) gone or replaced", len(stale))
+
+    def _drop(self, keys: Collection[VpaKey]) -> None:
+        """Forget everything about these VPAs: histograms, history end, cached target."""
+        if not keys:
+            return
+        aggregate_keys = self.store.aggregate_keys
+        gone = [f"{ns}/{name}" for ns, name in keys]
+        drop = (aggregate_keys["namespace"] + "/" + aggregate_keys["workload"]).is_in(gone)
+        self.store.keep_aggregates(~drop.to_numpy())
+        for key in keys:
+            self._resolved.pop(key, None)
+            self._uids.pop(key, None)
+            self.history_end.pop(key, None)
+
+    def own(self, namespaces: Collection[str]) -> tuple[int, int]:
+        """Answer for exactly these namespaces from now on (this cluster's shards of a fleet).
+
+        VPAs of namespaces given up are checkpointed and their state dropped, so that their
+        new owner restores them; those of namespaces taken on are restored from checkpoints.
+        Returns (VPAs restored, VPAs handed over).
+        """
+        new = frozenset(namespaces)
+        old = self.owned
+        known = {ns for ns, _ in [*self._uids, *self.history_end]}
+        released = (known if old is None else old) - new
+        handed = self.checkpoint(released, collect_garbage=False) if released else 0
+        self._drop([key for key in {*self._uids, *self.history_end} if key[0] in released])
+        self.owned = new
+        added = new if old is None else new - old
+        restored = self.restore(added) if self.checkpoints is not None and added else 0
+        return restored, handed
 
     def _pods_by_namespace(self) -> dict[str, list[PodView]]:
         pods: dict[str, list[PodView]] = defaultdict(list)
@@ -424,16 +454,24 @@ class ClusterRecommender:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def checkpoint(self) -> int:
-        """Save the state of every VPA with history; delete checkpoints of VPAs gone.
-        Returns how many were saved."""
+    def _scope(self) -> Collection[str] | None:
+        """The namespaces whose checkpoints are ours to read and collect (None: all)."""
+        if self.owned is not None:
+            return self.owned
+        return self.options.namespaces or None
+
+    def checkpoint(
+        self, namespaces: Collection[str] | None = None, *, collect_garbage: bool = True
+    ) -> int:
+        """Save the state of every VPA with history (of `namespaces` only, when given); then
+        delete checkpoints of VPAs gone. Returns how many were saved."""
         if self.checkpoints is None:
             return 0
         ours = self.our_vpas()
         saved = 0
         for key, end in sorted(self.history_end.items()):
             vpa = ours.get(key)
-            if vpa is None:
+            if vpa is None or (namespaces is not None and key[0] not in namespaces):
                 continue
             namespace, name = key
             checkpoint = Checkpoint(
@@ -450,10 +488,11 @@ class ClusterRecommender:
                 log.error("checkpoint of VPA %s not saved: %s", vpa.key, error)
                 continue
             saved += 1
+        if not collect_garbage:
+            return saved
         try:
             deleted = self.checkpoints.collect_garbage(
-                {key: vpa.metadata.uid for key, vpa in ours.items()},
-                self.options.namespaces or None,
+                {key: vpa.metadata.uid for key, vpa in ours.items()}, self._scope()
             )
         except KubeApiError as error:
             log.error("checkpoints not garbage-collected: %s", error)
@@ -462,11 +501,14 @@ class ClusterRecommender:
                 log.info("deleted %d checkpoint(s) of VPAs gone", deleted)
         return saved
 
-    def restore(self) -> int:
-        """Load the checkpoints of VPAs of ours (same uid); returns how many were restored."""
+    def restore(self, namespaces: Collection[str] | None = None) -> int:
+        """Load the checkpoints of VPAs of ours (same uid), of `namespaces` only when given;
+        returns how many were restored."""
         assert self.checkpoints is not None
         ours = self.our_vpas()
-        loaded, problems = self.checkpoints.load(self.options.namespaces or None)
+        loaded, problems = self.checkpoints.load(
+            namespaces if namespaces is not None else self._scope()
+        )
         for problem in problems:
             log.error("checkpoint ignored: %s", problem)
         restored = 0

@@ -215,3 +215,40 @@ def test_checkpoints_exist_for_each_vpa_of_ours(loop: Loop) -> None:
     loaded, problems = CheckpointStore(loop.kube, "vpa-fleet").load(loop.options.namespaces)
     assert problems == []
     assert sorted((c.namespace, c.vpa_name) for c in loaded) == _ours(loop)
+
+
+def test_namespaces_hand_over_between_recommenders_through_checkpoints(loop: Loop) -> None:
+    shop, batch = (
+        next(ns for ns in loop.options.namespaces if ns.endswith(suffix))
+        for suffix in ("shop", "batch")
+    )
+    later = loop.now + dt.timedelta(minutes=3)
+    first = ClusterRecommender(
+        loop.kube, PrometheusHistory(loop.config), loop.options, clock=lambda: later, owned={shop}
+    )
+    second = ClusterRecommender(
+        loop.kube, PrometheusHistory(loop.config), loop.options, clock=lambda: later, owned={batch}
+    )
+    for recommender in (first, second):
+        recommender.start()
+    try:
+        assert {key[0] for key in first.history_end} == {shop}
+        assert {key[0] for key in second.history_end} == {batch}
+        assert {r.key.split("/")[0] for r in first.tick().results} == {shop}
+        # The second gives batch up (checkpointing it), the first takes it on (restoring it).
+        restored_none, handed = second.own(set())
+        assert (restored_none, second.history_end, second.store.n_aggregates) == (0, {}, 0)
+        restored, _ = first.own({shop, batch})
+        assert restored == handed == sum(1 for ns, _ in _ours(loop) if ns == batch)
+        before = {key: loop.vpa(*key) for key in _ours(loop)}
+        report = first.tick()
+    finally:
+        for recommender in (first, second):
+            recommender.stop()
+    assert {r.outcome for r in report.results} == {"unchanged"}
+    assert len(report.results) == len(_ours(loop))
+    for key in _ours(loop):
+        assert (
+            loop.vpa(*key)["metadata"]["resourceVersion"]
+            == (before[key]["metadata"]["resourceVersion"])
+        )
