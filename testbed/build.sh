@@ -2,7 +2,7 @@
 # Builds the testbed's binaries from Go modules (through the Go module proxy) into a cache
 # keyed by version, so that a second run only checks that they are there.
 #
-#   testbed/build.sh [all|kube|etcd|kwok|helm|vpa]...
+#   testbed/build.sh [all|kube|etcd|kwok|helm|vpa|vpa-components]...
 #
 # Cache: ${VPA_FLEET_CACHE:-~/.cache/vpa-fleet}/bin/<component>-<version>/
 set -euo pipefail
@@ -145,13 +145,39 @@ build_vpa() {
   run_logged "vpa-$VPA_VERSION" _vpa
 }
 
+# The VPA updater and admission controller, from the same VPA module release as the CRDs.
+# The module's go.mod has exclude directives, so `go install pkg@version` refuses it; built as
+# a dependency of a throw-away module, its excludes are ignored and its requires are used.
+build_vpa_components() {
+  local out=$cache/bin/vpa-components-$VPA_VERSION
+  if [[ -x $out/updater && -x $out/admission-controller ]]; then return; fi
+  _vpa_components() {
+    # Each step says when it fails: run_logged's `if !` turns errexit off in here.
+    set -euo pipefail
+    local v; v=$(go env GOVERSION | sed 's/^go//')
+    if (( $(echo "$v" | cut -d. -f2) < 26 )); then
+      echo "go $v is too old: the VPA module v$VPA_VERSION needs Go >= 1.26"; return 1
+    fi
+    local w; w=$(mktemp -d); cd "$w" || return 1
+    go mod init local/vpabuild || return 1
+    local m=k8s.io/autoscaler/vertical-pod-autoscaler/pkg
+    go get -tool "$m/updater@v$VPA_VERSION" "$m/admission-controller@v$VPA_VERSION" || return 1
+    mkdir -p "$out.tmp" || return 1
+    go build -p 2 -ldflags "-s -w" -o "$out.tmp/" "$m/updater" "$m/admission-controller" || return 1
+    "$out.tmp/updater" --help >/dev/null 2>&1 || { echo "the built updater does not run"; return 1; }
+    rm -rf "$out" && mv "$out.tmp" "$out" && rm -rf "$w"
+  }
+  run_logged "vpa-components-$VPA_VERSION" _vpa_components
+}
+
 need_go
 targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-    all) build_etcd; build_kwok; build_vpa; build_helm; build_kube ;;
+    all) build_etcd; build_kwok; build_vpa; build_vpa_components; build_helm; build_kube ;;
     kube|etcd|kwok|helm|vpa) "build_$t" ;;
-    *) die "unknown component '$t' (expected one of: all kube etcd kwok helm vpa)" ;;
+    vpa-components) build_vpa_components ;;
+    *) die "unknown component '$t' (expected one of: all kube etcd kwok helm vpa vpa-components)" ;;
   esac
 done
 log "binaries ready under $cache/bin"
