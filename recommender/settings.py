@@ -400,6 +400,11 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings, description="where Ray runs")
     log_level: str = Field(default="INFO", description="CRITICAL, ERROR, WARNING, INFO or DEBUG")
     once: bool = Field(default=False, description="run one tick and exit")
+    fleet: Path | None = Field(
+        default=None,
+        description="fleet file (clusters, their Prometheus, actors): run the fleet on Ray "
+        "instead of one cluster; kubeconfig, context and prometheus are then per cluster",
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # Secrets masked, so that logging the settings by accident shows none.

@@ -31,6 +31,7 @@ _FLAGS = {
     "leader_elect": "leader_election.enabled",
     "log_level": "log_level",
     "once": "once",
+    "fleet": "fleet",
 }
 
 
@@ -46,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, $KUBECONFIG)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--prometheus-url", help="Prometheus base URL, e.g. http://prom:9090")
+    parser.add_argument(
+        "--fleet", type=Path, help="fleet file: many clusters, sharded over Ray actors"
+    )
     parser.add_argument(
         "-n",
         "--namespace",

@@ -141,9 +141,10 @@ def format_result(result: VpaResult) -> str:
     return f"{result.key} {result.outcome}: {body}"
 
 
-def format_report(number: int, report: TickReport) -> str:
+def format_report(number: int, report: TickReport, where: str = "") -> str:
+    """The tick's figures; `where` (e.g. " shard-0/eu-1") says whose tick it was."""
     return (
-        f"tick {number}: {report.vpas} VPA(s) in {report.namespaces} namespace(s), "
+        f"tick {number}{where}: {report.vpas} VPA(s) in {report.namespaces} namespace(s), "
         f"{report.queries} Prometheus queries, {report.samples} samples, "
         f"{report.writes} status write(s), {report.unchanged} unchanged, "
         f"{len(report.errors)} error(s), "
@@ -151,7 +152,7 @@ def format_report(number: int, report: TickReport) -> str:
     )
 
 
-def print_report(number: int, report: TickReport, out: TextIO) -> None:
+def print_report(number: int, report: TickReport, out: TextIO, where: str = "") -> None:
     """The VPAs written (with their recommendations), failed or skipped, then the figures."""
     for result in report.results:
         if result.outcome == "written":
@@ -160,7 +161,7 @@ def print_report(number: int, report: TickReport, out: TextIO) -> None:
             print(f"  {result.key} {result.outcome}: {result.message}", file=out)
     for error in report.errors:
         print(f"  error: {error}", file=out)
-    print(format_report(number, report), file=out, flush=True)
+    print(format_report(number, report, where), file=out, flush=True)
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -259,6 +260,11 @@ class _Ticker:
 def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
     """Run until `stop` is set (or after one tick with `settings.once`); the exit code."""
     from recommender.ray_runtime import start_ray, stop_ray  # noqa: PLC0415
+
+    if settings.fleet is not None:
+        from recommender.fleet.service import run_fleet  # noqa: PLC0415
+
+        return run_fleet(settings, settings.fleet, stop, out)
 
     if settings.prometheus is None:
         raise ServiceError(
