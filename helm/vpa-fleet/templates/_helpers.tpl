@@ -1,0 +1,107 @@
+{{/* Names, labels and the recommender's settings file. */}}
+
+{{- define "vpa-fleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vpa-fleet.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "vpa-fleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "vpa-fleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vpa-fleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "vpa-fleet.labels" -}}
+helm.sh/chart: {{ include "vpa-fleet.chart" . }}
+{{ include "vpa-fleet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: recommender
+{{- end }}
+
+{{- define "vpa-fleet.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "vpa-fleet.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name: name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "vpa-fleet.leaseName" -}}
+{{- default (include "vpa-fleet.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{- define "vpa-fleet.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Size of /dev/shm in bytes: Ray's object store plus headroom. */}}
+{{- define "vpa-fleet.shmBytes" -}}
+{{- add (int64 .Values.ray.objectStoreBytes) (int64 .Values.shm.headroomBytes) }}
+{{- end }}
+
+{{/*
+Fails rendering on combinations the chart does not support, with a message naming the value.
+Included by every template that depends on the mode.
+*/}}
+{{- define "vpa-fleet.validate" -}}
+{{- if eq .Values.mode "fleet" }}
+{{- fail "mode: fleet (a KubeRay RayCluster computing for many clusters) is not available yet in this chart; use mode: single, which runs the recommender of this cluster in a Deployment with an embedded Ray" }}
+{{- end }}
+{{- if ne .Values.mode "single" }}
+{{- fail (printf "mode: expected single or fleet, got %q" .Values.mode) }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount: %d replicas need leaderElection.enabled: true, otherwise every replica writes the same VPA statuses" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if ge (float64 .Values.leaderElection.renewIntervalSeconds) (float64 .Values.leaderElection.leaseDurationSeconds) }}
+{{- fail "leaderElection.renewIntervalSeconds must be less than leaderElection.leaseDurationSeconds" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The settings file of `vpa-fleet run` (recommender/settings.py names): `config`, with the
+sections the chart owns: prometheus (URL from prometheus.url; the token comes from the
+environment), leader_election (the Lease of the Role) and ray (the embedded Ray sized to the
+pod). Leader election itself is switched on by the --leader-elect flag.
+*/}}
+{{- define "vpa-fleet.settings" -}}
+{{- $settings := deepCopy (.Values.config | default dict) }}
+{{- $prometheus := deepCopy (.Values.prometheus.settings | default dict) }}
+{{- $connection := deepCopy (get $prometheus "connection" | default dict) }}
+{{- $_ := set $connection "url" (required "prometheus.url: the URL of the Prometheus holding the pods' usage" .Values.prometheus.url) }}
+{{- $_ := set $prometheus "connection" $connection }}
+{{- $_ := set $settings "prometheus" $prometheus }}
+{{- $_ := set $settings "leader_election" (dict
+    "lease_name" (include "vpa-fleet.leaseName" .)
+    "lease_namespace" .Release.Namespace
+    "lease_duration_s" .Values.leaderElection.leaseDurationSeconds
+    "renew_interval_s" .Values.leaderElection.renewIntervalSeconds) }}
+{{- $_ := set $settings "ray" (dict
+    "num_cpus" .Values.ray.numCpus
+    "object_store_bytes" .Values.ray.objectStoreBytes
+    "dashboard" .Values.ray.dashboard
+    "dashboard_port" .Values.ray.dashboardPort
+    "temp_dir" "/tmp/ray") }}
+{{- toYaml $settings }}
+{{- end }}
