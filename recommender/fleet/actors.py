@@ -21,6 +21,7 @@ from typing import Any
 
 from analytics.sources.prometheus import PrometheusHistory
 from recommender.fleet.config import ClusterConfig, FleetConfig
+from recommender.fleet.metrics import ShardMetrics
 from recommender.fleet.plan import Shard, assign
 from recommender.kube.rest import KubeApiError, KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport
@@ -56,6 +57,17 @@ class ShardActor:
         self.template = template
         self.recommenders: dict[str, ClusterRecommender] = {}
         self.shards: frozenset[Shard] = frozenset()
+        self.metrics: ShardMetrics | None = None
+
+    def _record(self, cluster: str, report: TickReport) -> None:
+        try:
+            if self.metrics is None:
+                self.metrics = ShardMetrics(self.name)
+            owned = sum(1 for s in self.shards if s.cluster == cluster)
+            containers = self.recommenders[cluster].store.n_aggregates
+            self.metrics.record(cluster, report, owned, containers)
+        except Exception as error:  # metrics must never stop the work
+            log.warning("%s: metrics not recorded: %s", self.name, error)
 
     def _create(self, cluster: ClusterConfig, namespaces: set[str]) -> ClusterRecommender:
         options = dataclasses.replace(self.template, cluster=cluster.name, namespaces=())
@@ -111,6 +123,7 @@ class ShardActor:
             for name, future in sorted(futures.items()):
                 try:
                     report.reports[name] = future.result()
+                    self._record(name, report.reports[name])
                 except Exception as error:
                     log.exception("%s: cluster %s: tick failed", self.name, name)
                     report.errors.append(f"cluster {name}: {error}")

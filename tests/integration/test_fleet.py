@@ -8,6 +8,7 @@ import datetime as dt
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +182,23 @@ def test_the_run_command_serves_the_fleet(fleet: Fleet) -> None:
     assert "fleet tick 1: 4 shard(s) on 2 actor(s), 12 VPA(s), 0 status write(s), 0 error(s)" in (
         result.stdout
     )
+
+
+NAMES = ("ticks_total", "status_writes_total", "shards", "containers", "tick_seconds")
+
+
+def test_actor_metrics_reach_rays_metrics_export(fleet: Fleet) -> None:
+    port = ray._private.worker.global_worker.node.metrics_export_port
+
+    def exported() -> str | None:
+        ray.get(fleet.coordinator.tick.remote())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        missing = [n for n in NAMES if f"ray_vpa_fleet_{n}" not in text]
+        return None if missing else text
+
+    text = eventually(exported, 90, f"the ShardActors' metrics {NAMES} on the export port")
+    tagged = [line for line in text.splitlines() if line.startswith("ray_vpa_fleet_shards{")]
+    assert any('actor="shard-0"' in line and 'cluster="one"' in line for line in tagged) or any(
+        'actor="shard-1"' in line and 'cluster="one"' in line for line in tagged
+    ), tagged
