@@ -27,6 +27,7 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kwok": ("KWOK_VERSION", ("kwok", "stages.yaml")),
     "helm": ("HELM_VERSION", ("helm",)),
     "vpa": ("VPA_VERSION", ("vpa-v1-crd-gen.yaml",)),
+    "vpa-components": ("VPA_VERSION", ("updater", "admission-controller")),
 }
 
 

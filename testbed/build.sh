@@ -32,7 +32,14 @@ run_logged() {
   mkdir -p "$cache/logs"
   log "building $name (log: $logf)"
   local t0=$SECONDS
-  if ! ("$@") >"$logf" 2>&1; then
+  # Not `if ! (...)`: bash ignores `set -e` inside a tested command, so a failing step would
+  # carry on and only the last command's status would count.
+  local rc=0
+  set +e
+  ("$@") >"$logf" 2>&1
+  rc=$?
+  set -e
+  if ((rc != 0)); then
     tail -n 30 "$logf" >&2
     die "building $name failed (full log: $logf). It needs Go >= 1.25 and the Go module proxy."
   fi

@@ -26,7 +26,6 @@ import os
 import re
 import socket
 import ssl
-import subprocess
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from recommender.kube.rest import KubeApiError, KubeClient, load_api_client
 from testbed import binaries
 from testbed.cluster import ControlPlane
 from testbed.pki import issue_serving_cert
-from testbed.process import LOOPBACK, Process, TestbedError, free_port, start, wait_until
+from testbed.process import LOOPBACK, Process, free_port, start, wait_until
 
 COMPONENT = "vpa-components"
 """The `testbed/build.sh` target that builds both binaries."""
@@ -56,22 +55,7 @@ _SKIPPED = "Admission Controller status is not valid"
 
 def binary(name: str) -> Path:
     """The path of `updater` or `admission-controller`, building them when missing."""
-    directory = binaries.cache_dir() / "bin" / f"{COMPONENT}-{binaries.versions()['VPA_VERSION']}"
-    target = directory / name
-    if not target.exists():
-        result = subprocess.run(
-            ["bash", str(binaries.BUILD_SCRIPT), COMPONENT],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0 or not target.exists():
-            raise TestbedError(
-                f"building testbed component {COMPONENT!r} failed (testbed/build.sh {COMPONENT}, "
-                f"logs under {binaries.cache_dir() / 'logs'}):\n{result.stderr.strip()}\n"
-                "It needs Go >= 1.26 on PATH and the Go module proxy reachable."
-            )
-    return target
+    return binaries.path(COMPONENT, name)
 
 
 def _feature_gates(gates: Mapping[str, bool] | None) -> list[str]:
