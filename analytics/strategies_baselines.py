@@ -2,11 +2,12 @@
 `autopilot`.
 
 Both are built from the engine's state like every strategy (decaying histograms of CPU
-samples and of memory peaks), so `vpa-fleet recommend` and `vpa-fleet simulate` accept them by
-name once this module is imported (importing `analytics.simulate` or the CLI does). Neither
-recommender has the VPA's bounds; both get a band of `bound_fraction` around the target as
-[lowerBound, upperBound], so that the updater rule resizes when the target moves by more than
-that. Sources and the differences from the originals are in docs/simulate.md.
+samples and of memory peaks), as `Strategy` objects in `BASELINES`. The simulator
+(`analytics.simulate`) finds them by name; `register_baselines()` adds them to the engine's
+registry, after which `replay_trace`, `vpa-fleet recommend` and settings accept them too.
+Neither recommender has the VPA's bounds; both get a band of `bound_fraction` around the
+target as [lowerBound, upperBound], so that the updater rule resizes when the target moves by
+more than that. Sources and the differences from the originals are in docs/simulate.md.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from analytics.store import EstimationInput
 from analytics.strategies import PodEstimators, Strategy, register_strategy
 
 __all__ = [
+    "AUTOPILOT",
+    "BASELINES",
+    "KRR_SIMPLE",
     "AutopilotParams",
     "FloorEstimator",
     "KrrSimpleParams",
     "LoadAdjustedPercentileEstimator",
     "ScaledEstimator",
+    "register_baselines",
 ]
 
 _DAY_S: Final = 86_400.0
@@ -235,21 +240,25 @@ def _build_autopilot(params: AutopilotParams) -> PodEstimators:
     return _bounded(cpu, memory, params.bound_fraction)
 
 
-register_strategy(
-    Strategy(
-        name="krr-simple",
-        description="Robusta KRR's simple strategy: CPU p95, memory peak + 15%, minimums "
-        "10m / 100Mi; bounds +-10% around the target",
-        params_model=KrrSimpleParams,
-        build=_build_krr_simple,
-    )
+KRR_SIMPLE: Final = Strategy(
+    name="krr-simple",
+    description="Robusta KRR's simple strategy: CPU p95, memory peak + 15%, minimums "
+    "10m / 100Mi; bounds +-10% around the target",
+    params_model=KrrSimpleParams,
+    build=_build_krr_simple,
 )
-register_strategy(
-    Strategy(
-        name="autopilot",
-        description="Google Autopilot's moving window: CPU p95 of the load-adjusted histogram "
-        "(12 h half-life), memory peak of 5-minute maxima + 10%; bounds +-10% around the target",
-        params_model=AutopilotParams,
-        build=_build_autopilot,
-    )
+AUTOPILOT: Final = Strategy(
+    name="autopilot",
+    description="Google Autopilot's moving window: CPU p95 of the load-adjusted histogram "
+    "(12 h half-life), memory peak of 5-minute maxima + 10%; bounds +-10% around the target",
+    params_model=AutopilotParams,
+    build=_build_autopilot,
 )
+BASELINES: Final[dict[str, Strategy]] = {s.name: s for s in (KRR_SIMPLE, AUTOPILOT)}
+"""The baselines by name."""
+
+
+def register_baselines() -> None:
+    """Add the baselines to the engine's strategy registry (`analytics.strategies`)."""
+    for strategy in BASELINES.values():
+        register_strategy(strategy)

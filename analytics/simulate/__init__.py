@@ -4,6 +4,3 @@
 simulation starts from; `replay` replays strategies over a trace as the VPA updater would
 apply them and measures slack, shortage, OOM kills and resizes. See docs/simulate.md.
 """
-
-# The baseline strategies register themselves on import: simulations can name them.
-import analytics.strategies_baselines  # noqa: F401

@@ -41,8 +41,10 @@ import polars as pl
 from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.go_semantics import UNSET_NS
 from analytics.ingest import ingest_samples
+from analytics.model_params import ModelParams
 from analytics.store import AggregateStore
-from analytics.strategies import PodEstimators, build_estimators
+from analytics.strategies import STRATEGIES, PodEstimators, Strategy
+from analytics.strategies_baselines import BASELINES
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples, prepare_samples
 
 __all__ = [
@@ -53,9 +55,11 @@ __all__ = [
     "SimulationResult",
     "Timeline",
     "WorkloadResult",
+    "known_strategies",
     "prepare_trace",
     "simulate",
     "simulate_many",
+    "strategy_named",
 ]
 
 GIB: Final = float(1024**3)
@@ -83,6 +87,28 @@ Progress = Callable[[int, int], None]
 
 class SimulationError(ValueError):
     """A trace that cannot be simulated (e.g. without the requests to start from)."""
+
+
+# -- strategies ------------------------------------------------------------------------------------
+
+
+def known_strategies() -> list[str]:
+    """Names the simulator accepts: the engine's registry and the baselines, sorted."""
+    return sorted(set(STRATEGIES) | set(BASELINES))
+
+
+def strategy_named(name: str) -> Strategy:
+    """A strategy of the engine's registry, or else a baseline; ValueError listing the known."""
+    strategy = STRATEGIES.get(name) or BASELINES.get(name)
+    if strategy is None:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(known_strategies())}")
+    return strategy
+
+
+def _build(name: str, params: Mapping[str, object] | None) -> tuple[ModelParams, PodEstimators]:
+    strategy = strategy_named(name)
+    parsed = strategy.parse_params(params)
+    return parsed, strategy.build(parsed)
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -649,7 +675,7 @@ def simulate(
         raise SimulationError(f"interval_s must be positive, got {interval_s}")
     if not oom_restart_s > 0:
         raise SimulationError(f"oom_restart_s must be positive, got {oom_restart_s}")
-    model_params, estimators = build_estimators(strategy, params)
+    model_params, estimators = _build(strategy, params)
     prepared = trace if isinstance(trace, PreparedTrace) else prepare_trace(trace)
     store = AggregateStore.empty(model_params.model_fields_only())
     interval_ns = round(interval_s * _NS_PER_S)
@@ -704,7 +730,7 @@ def simulate_many(
     Every strategy's parameters are validated before the first replay starts.
     """
     for name, params in strategies:
-        build_estimators(name, params)
+        _build(name, params)
     prepared = frame if isinstance(frame, PreparedTrace) else prepare_trace(frame)
     results = []
     for name, params in strategies:

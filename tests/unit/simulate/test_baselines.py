@@ -21,12 +21,14 @@ import datetime as dt
 import polars as pl
 import pytest
 
-import analytics.simulate  # noqa: F401  (registers the baselines)
 from analytics.recommendation import ContainerRecommendation
+from analytics.simulate.replay import known_strategies, strategy_named
 from analytics.strategies import STRATEGIES, ParameterError, get_strategy
+from analytics.strategies_baselines import BASELINES
 from analytics.trace import recommend_trace
 
 MIB = 1024 * 1024
+pytestmark = pytest.mark.usefixtures("baselines_registered")
 START = dt.datetime(2024, 3, 1, 10, 0)
 
 
@@ -54,10 +56,13 @@ def recommend(frame: pl.DataFrame, strategy: str, **params: object) -> Container
     return recommendation
 
 
-def test_both_are_registered() -> None:
+def test_registered_on_demand_and_known_to_the_simulator() -> None:
     assert {"krr-simple", "autopilot"} <= set(STRATEGIES)
     assert "KRR" in get_strategy("krr-simple").description
     assert "Autopilot" in get_strategy("autopilot").description
+    assert set(BASELINES) <= set(known_strategies())
+    assert strategy_named("autopilot") is BASELINES["autopilot"]
+    assert strategy_named("vpa") is STRATEGIES["vpa"]
 
 
 def test_krr_cpu_is_the_95th_percentile() -> None:
