@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from recommender import __version__
-from recommender.commands import recommend, run
+from recommender.commands import recommend, run, simulate
 
 # Each subcommand module registers itself here; the order is the order of `--help`.
-_COMMANDS = (run, recommend)
+_COMMANDS = (run, recommend, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,289 @@
+"""`vpa-fleet simulate`: replay strategies over a usage trace and compare what they cost and
+risked; `--generate` writes the synthetic trace families instead."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from analytics.simulate.families import FAMILIES, generate, parse_seeds
+from analytics.simulate.replay import (
+    METRIC_KEYS,
+    Metrics,
+    SimulationResult,
+    known_strategies,
+    prepare_trace,
+    simulate_many,
+    strategy_named,
+)
+from analytics.sources.files import read_trace
+from analytics.sources.promql import format_duration, parse_duration
+
+_GROUPS = {
+    "total": (),
+    "namespace": ("cluster", "namespace"),
+    "workload": ("cluster", "namespace", "workload"),
+}
+
+
+def _strategy_help() -> str:
+    lines = ["strategies (default: all of them), parameters with --param [STRATEGY:]NAME=VALUE:"]
+    for name in known_strategies():
+        lines.append(f"  {name}: {strategy_named(name).description}")
+    lines.append("families for --generate: " + ", ".join(FAMILIES))
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="replay strategies over a usage trace: slack, shortage, OOM kills, resizes",
+        description="Replay each strategy over a usage trace (Parquet, one row per container "
+        "sample, with cpu_request and memory_request to start from): recommendations are "
+        "recomputed every interval from the samples seen so far and applied as the VPA updater "
+        "does in InPlaceOrRecreate mode. Prints, per strategy, CPU and memory slack, CPU "
+        "shortage, OOM kills and resizes. With --generate, writes the synthetic trace families "
+        "instead. See docs/simulate.md.",
+        epilog=_strategy_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("trace", nargs="?", metavar="TRACES.parquet", help="usage trace to replay")
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="strategy to replay, repeatable or comma-separated (default: every known one)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[STRATEGY:]NAME=VALUE",
+        help="strategy parameter, for one strategy or (without STRATEGY:) for all; repeatable",
+    )
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json", "csv"), default="table", help="output format"
+    )
+    parser.add_argument(
+        "--by",
+        choices=tuple(_GROUPS),
+        default="total",
+        help="rows of the table and CSV: one per strategy, or per namespace or workload too",
+    )
+    parser.add_argument(
+        "--interval", default="1h", help="how often recommendations are recomputed (default 1h)"
+    )
+    parser.add_argument(
+        "--oom-restart",
+        default="5m",
+        help="while memory stays above the limit, one OOM kill per this long (default 5m)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    generation = parser.add_argument_group("generating traces")
+    generation.add_argument(
+        "--generate", type=Path, metavar="OUT.parquet", help="write the trace families to a file"
+    )
+    generation.add_argument(
+        "--families",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="families to generate, repeatable or comma-separated (default: all)",
+    )
+    generation.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,100-104")
+    generation.add_argument("--days", type=float, default=14.0, help="days of samples (14)")
+    generation.add_argument("--step", default="1m", help="time between samples (1m)")
+    parser.set_defaults(func=_simulate)
+
+
+class _UsageError(ValueError):
+    """A problem with the command line."""
+
+
+def _names(items: Sequence[str]) -> list[str]:
+    names = [name.strip() for item in items for name in item.split(",")]
+    return [name for name in dict.fromkeys(names) if name]
+
+
+def _strategy_params(
+    strategies: Sequence[str], items: Sequence[str]
+) -> list[tuple[str, dict[str, object] | None]]:
+    params: dict[str, dict[str, object]] = {name: {} for name in strategies}
+    for item in items:
+        assignment, separator, value = item.partition("=")
+        if not separator or not assignment.strip():
+            raise _UsageError(f"--param expects [STRATEGY:]NAME=VALUE, got {item!r}")
+        strategy, colon, name = assignment.rpartition(":")
+        targets = [strategy.strip()] if colon else list(strategies)
+        for target in targets:
+            if target not in params:
+                raise _UsageError(
+                    f"--param {item!r}: strategy {target!r} is not replayed "
+                    f"(replayed: {', '.join(strategies)})"
+                )
+            params[target][name.strip()] = value.strip()
+    return [(name, params[name] or None) for name in strategies]
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    try:
+        if args.generate is not None:
+            if args.trace is not None:
+                raise _UsageError("give either TRACES.parquet or --generate, not both")
+            return _generate(args)
+        if args.trace is None:
+            raise _UsageError("give TRACES.parquet to replay, or --generate OUT.parquet")
+        return _replay(args)
+    except (ValueError, OSError) as error:
+        print(f"vpa-fleet simulate: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    families = _names(args.families) or list(FAMILIES)
+    seeds = parse_seeds(args.seeds)
+    step_s = parse_duration(args.step)
+    if not args.days > 0:
+        raise _UsageError(f"--days must be positive, got {args.days:g}")
+    frame = generate(families, seeds, args.days, step_s)
+    path: Path = args.generate
+    try:
+        frame.write_parquet(path)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    if not args.quiet:
+        print(
+            f"wrote {path}: {frame.height} samples, {len(families)} famil"
+            f"{'y' if len(families) == 1 else 'ies'} x {len(seeds)} seed"
+            f"{'' if len(seeds) == 1 else 's'}, {args.days:g} days every "
+            f"{format_duration(step_s)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+class _Progress:
+    """Prints on stderr when a strategy is done and, for long replays (100 intervals or more),
+    at every tenth of its intervals."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown: dict[str, int] = {}
+
+    def __call__(self, strategy: str, done: int, total: int) -> None:
+        tenth = done * 10 // total
+        if done == total or (total >= 100 and tenth > self.shown.get(strategy, 0)):
+            self.shown[strategy] = tenth
+            self.stream.write(
+                f"simulate: {strategy}: {done * 100 // total}% ({done}/{total} intervals)\n"
+            )
+            self.stream.flush()
+
+
+def _replay(args: argparse.Namespace) -> int:
+    strategies = _names(args.strategy) or known_strategies()
+    for name in strategies:
+        strategy_named(name)
+    specs = _strategy_params(strategies, args.param)
+    interval_s = parse_duration(args.interval)
+    restart_s = parse_duration(args.oom_restart)
+    trace = prepare_trace(read_trace(args.trace))
+    if not args.quiet:
+        print(
+            f"simulate: {len(trace.samples)} samples of {trace.workload_keys.height} workloads "
+            f"({trace.n_containers} containers), every {trace.sample_s:g} s; recommending every "
+            f"{format_duration(interval_s)}",
+            file=sys.stderr,
+        )
+    progress = None if args.quiet else _Progress(sys.stderr)
+    results = simulate_many(
+        trace, specs, interval_s=interval_s, oom_restart_s=restart_s, progress=progress
+    )
+    if args.output == "json":
+        print(json.dumps([result.to_dict() for result in results], indent=2))
+    elif args.output == "csv":
+        print(_csv(results, args.by), end="")
+    else:
+        print(_table(results, args.by))
+    skipped = results[0].skipped if results else {}
+    if skipped:
+        counts = ", ".join(f"{reason}={count}" for reason, count in sorted(skipped.items()))
+        print(f"skipped: {counts}", file=sys.stderr)
+    return 0
+
+
+def _grouped(
+    results: list[SimulationResult], by: str
+) -> list[tuple[str, tuple[str, ...], Metrics]]:
+    """(strategy, group key, metrics) rows; per group, strategies in the order given."""
+    columns = _GROUPS[by]
+    if not columns:
+        return [(result.strategy, (), result.total) for result in results]
+    rows: dict[tuple[str, ...], dict[str, list[Metrics]]] = {}
+    for result in results:
+        for workload in result.workloads:
+            key = tuple(getattr(workload, column) for column in columns)
+            rows.setdefault(key, {}).setdefault(result.strategy, []).append(workload.metrics)
+    return [
+        (strategy, key, Metrics.sum(parts))
+        for key in sorted(rows)
+        for strategy, parts in rows[key].items()
+    ]
+
+
+def _table(results: list[SimulationResult], by: str) -> str:
+    columns = _GROUPS[by]
+    header = (
+        "STRATEGY",
+        *(column.upper() for column in columns),
+        "CPU_SLACK(core-h)",
+        "MEM_SLACK(GiB-h)",
+        "CPU_SHORT(core-h)",
+        "OOM_KILLS",
+        "RESIZES",
+        "CPU_SLACK%",
+        "MEM_SLACK%",
+    )
+    rows: list[tuple[str, ...]] = [header]
+    for strategy, key, metrics in _grouped(results, by):
+        rows.append(
+            (
+                strategy,
+                *key,
+                f"{metrics.cpu_slack_core_hours:.1f}",
+                f"{metrics.memory_slack_gib_hours:.1f}",
+                f"{metrics.cpu_shortage_core_hours:.1f}",
+                str(metrics.oom_kills),
+                str(metrics.resizes),
+                f"{metrics.cpu_relative_slack * 100:.1f}",
+                f"{metrics.memory_relative_slack * 100:.1f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    text_columns = 1 + len(columns)
+    lines = []
+    for row in rows:
+        cells = [
+            cell.ljust(width) if index < text_columns else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _csv(results: list[SimulationResult], by: str) -> str:
+    columns = _GROUPS[by]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["strategy", *columns, *METRIC_KEYS])
+    for strategy, key, metrics in _grouped(results, by):
+        values = metrics.to_dict()
+        writer.writerow([strategy, *key, *(values[name] for name in METRIC_KEYS)])
+    return buffer.getvalue()
