@@ -21,6 +21,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -31,17 +32,20 @@ __all__ = [
     "RayRuntime",
     "RayStartError",
     "apply_ray_env",
+    "dashboard_headers",
     "start_ray",
     "stop_ray",
 ]
 
 # Set before Ray starts: loopback-only sockets (Ray's own knob for single-host clusters),
-# no usage reporting, custom metrics exported every second instead of every ten, no tokens.
+# no usage reporting, custom metrics exported every second instead of every ten, and token
+# authentication said out loud: the dashboard's API wants the token Ray keeps in
+# ~/.ray/auth_token (or RAY_AUTH_TOKEN), and clients given an explicit address send it.
 RAY_ENV: Final = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_metrics_report_interval_ms": "1000",
-    "RAY_AUTH_MODE": "disabled",
+    "RAY_AUTH_MODE": "token",
 }
 
 LOOPBACK: Final = "127.0.0.1"
@@ -52,6 +56,20 @@ def apply_ray_env() -> None:
     """Put RAY_ENV into this process's environment unless already set. Some knobs are read
     when `ray` is imported, so call this before the first `import ray`."""
     os.environ.update({k: v for k, v in RAY_ENV.items() if k not in os.environ})
+
+
+def dashboard_headers() -> dict[str, str]:
+    """The Authorization header the dashboard's API wants, from where Ray keeps the token
+    (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token); empty when
+    there is none."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            return {}
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class RayStartError(RuntimeError):

@@ -34,7 +34,7 @@ def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[LocalRay]:
 
-    info = init_local_ray(num_cpus=2)
+    info = init_local_ray(num_cpus=2, dashboard=True)
     try:
         yield info
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import ray
+import requests
 import yaml
 
 from analytics.sources.prometheus import PrometheusHistory
@@ -25,6 +26,7 @@ from recommender.fleet.config import FleetConfig, load_fleet
 from recommender.fleet.service import start_actors
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions
+from recommender.ray_runtime import dashboard_headers
 from recommender.settings import load_settings
 from testbed.cluster import ControlPlane, start_control_plane
 from testbed.demo import DEMO, Demo, start_demo
@@ -202,3 +204,16 @@ def test_actor_metrics_reach_rays_metrics_export(fleet: Fleet) -> None:
     assert any('actor="shard-0"' in line and 'cluster="one"' in line for line in tagged) or any(
         'actor="shard-1"' in line and 'cluster="one"' in line for line in tagged
     ), tagged
+
+
+def test_the_dashboard_lists_the_actors_by_name_with_the_token(
+    fleet: Fleet, local_ray: LocalRay
+) -> None:
+    url = f"{local_ray.dashboard_url}/api/v0/actors?detail=true"
+    refused = requests.get(url, timeout=10)
+    assert refused.status_code == 401  # token authentication is on
+    answer = requests.get(url, headers=dashboard_headers(), timeout=10)
+    assert answer.status_code == 200, answer.text[:500]
+    actors = answer.json()["data"]["result"]["result"]
+    alive = {a["name"] for a in actors if a["state"] == "ALIVE"}
+    assert {"shard-0", "shard-1", "coordinator"} <= alive

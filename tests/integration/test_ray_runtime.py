@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from recommender.ray_runtime import RayStartError, start_ray
+from recommender.ray_runtime import RayStartError, dashboard_headers, start_ray
 from recommender.settings import RaySettings
 from testbed.process import free_port
 from testbed.ray_local import ray_pids, short_temp_dir
@@ -194,7 +194,9 @@ def test_embedded_ray_on_loopback_stops_cleanly() -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                answer = requests.get(f"{dashboard}/api/version", timeout=5)
+                answer = requests.get(
+                    f"{dashboard}/api/version", headers=dashboard_headers(), timeout=5
+                )
                 if answer.status_code == 200:
                     break
             except requests.RequestException:
@@ -202,6 +204,8 @@ def test_embedded_ray_on_loopback_stops_cleanly() -> None:
             assert time.monotonic() < deadline, "the dashboard does not answer"
             time.sleep(0.5)
         assert "ray_version" in answer.json()
+        # Token authentication is on: without the token the API refuses.
+        assert requests.get(f"{dashboard}/api/version", timeout=5).status_code == 401
 
         ours = {*ray_pids(temp_dir), child.process.pid}
         addresses = listening_addresses(ours)
