@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from analytics.simulate.families import FAMILIES, generate, parse_seeds
+from analytics.simulate.plot import render_pages
 from analytics.simulate.replay import (
     METRIC_KEYS,
     Metrics,
@@ -84,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--oom-restart",
         default="5m",
         help="while memory stays above the limit, one OOM kill per this long (default 5m)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="write one HTML page per namespace (request vs usage over time per strategy) "
+        "and an index.html into DIR",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     generation = parser.add_argument_group("generating traces")
@@ -212,11 +220,24 @@ def _replay(args: argparse.Namespace) -> int:
         print(_csv(results, args.by), end="")
     else:
         print(_table(results, args.by))
+    if args.plot is not None:
+        _write_plots(args.plot, render_pages(trace, results, source=str(args.trace)), args.quiet)
     skipped = results[0].skipped if results else {}
     if skipped:
         counts = ", ".join(f"{reason}={count}" for reason, count in sorted(skipped.items()))
         print(f"skipped: {counts}", file=sys.stderr)
     return 0
+
+
+def _write_plots(directory: Path, pages: dict[str, str], quiet: bool) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in pages.items():
+            (directory / name).write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise OSError(f"cannot write plots into {directory}: {error.strerror or error}") from None
+    if not quiet:
+        print(f"wrote {len(pages)} pages into {directory}", file=sys.stderr)
 
 
 def _grouped(

@@ -139,6 +139,23 @@ def test_progress_on_stderr(traces: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "simulate: vpa: 100% (12/12 intervals)" in err
 
 
+def test_plots(traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "plots" / "here"
+    assert main(["simulate", str(traces), "--strategy", "vpa", "--plot", str(directory)]) == 0
+    assert f"wrote 4 pages into {directory}" in capsys.readouterr().err
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "index.html",
+        "leak.html",
+        "steady.html",
+        "step-up.html",
+    ]
+    assert (directory / "leak.html").read_text().count("<svg") == 4
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["simulate", str(traces), "--strategy", "vpa", "--plot", str(blocked)]) == 2
+    assert "cannot write plots into" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
