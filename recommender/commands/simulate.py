@@ -200,6 +200,8 @@ def _replay(args: argparse.Namespace) -> int:
     for name in strategies:
         strategy_named(name)
     specs = _strategy_params(strategies, args.param)
+    for name, params in specs:  # bad parameters fail before a long trace is read
+        strategy_named(name).parse_params(params)
     interval_s = parse_duration(args.interval)
     restart_s = parse_duration(args.oom_restart)
     trace = prepare_trace(read_trace(args.trace))
