@@ -273,3 +273,9 @@ register_strategy(
         build=_build_percentile,
     )
 )
+
+# The baselines (krr-simple, autopilot) live in their own module, which builds on this one;
+# importing it here makes every strategy known wherever strategies are looked up.
+from analytics.strategies_baselines import register_baselines  # noqa: E402
+
+register_baselines()

@@ -43,8 +43,7 @@ from analytics.go_semantics import UNSET_NS
 from analytics.ingest import ingest_samples
 from analytics.model_params import ModelParams
 from analytics.store import AggregateStore
-from analytics.strategies import STRATEGIES, PodEstimators, Strategy
-from analytics.strategies_baselines import BASELINES
+from analytics.strategies import STRATEGIES, PodEstimators, Strategy, get_strategy
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples, prepare_samples
 
 __all__ = [
@@ -93,16 +92,13 @@ class SimulationError(ValueError):
 
 
 def known_strategies() -> list[str]:
-    """Names the simulator accepts: the engine's registry and the baselines, sorted."""
-    return sorted(set(STRATEGIES) | set(BASELINES))
+    """Names the simulator accepts: the engine's registry (baselines included), sorted."""
+    return sorted(STRATEGIES)
 
 
 def strategy_named(name: str) -> Strategy:
-    """A strategy of the engine's registry, or else a baseline; ValueError listing the known."""
-    strategy = STRATEGIES.get(name) or BASELINES.get(name)
-    if strategy is None:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(known_strategies())}")
-    return strategy
+    """A strategy of the engine's registry; ValueError listing the known ones."""
+    return get_strategy(name)
 
 
 def _build(name: str, params: Mapping[str, object] | None) -> tuple[ModelParams, PodEstimators]:
