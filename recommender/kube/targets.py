@@ -46,6 +46,10 @@ class TargetError(Exception):
     """Why a targetRef cannot be used; the message is what upstream reports."""
 
 
+class NoScaleError(TargetError):
+    """The kind serves no `/scale` subresource."""
+
+
 @dataclass(frozen=True)
 class Resolution:
     """The pods a VPA selects, or why it selects none (a ConfigUnsupported message)."""
@@ -187,7 +191,7 @@ class TargetResolver:
     def _get_scale(self, namespace: str, api_version: str, kind: str, name: str) -> JSON:
         _, scalable = self._resource(api_version, kind)
         if not scalable:
-            raise TargetError(f"{kind} in {api_version} has no scale subresource")
+            raise NoScaleError(f"{kind} in {api_version} has no scale subresource")
         return self.kube.get(self._object_path(namespace, api_version, kind, name) + "/scale")
 
     def _well_known_or_scalable(self, namespace: str, key: _Controller) -> bool:
@@ -200,13 +204,36 @@ class TargetResolver:
         return True
 
     def _parent(self, namespace: str, key: _Controller) -> _Controller | None:
-        obj = self._read(self._object_path(namespace, key.api_version, key.kind, key.name))
-        if obj is None:
-            return None
+        """The controller owning `key`, as upstream reads it: a well-known controller's own
+        ownerReferences, any other kind's through its `/scale` subresource (which is all the
+        RBAC a recommender needs); a kind without `/scale` ends the chain."""
+        if key.kind in WELL_KNOWN_CONTROLLERS:
+            obj = self._read(self._object_path(namespace, key.api_version, key.kind, key.name))
+            if obj is None:
+                raise TargetError(f"{key.kind} {namespace}/{key.name} does not exist")
+        else:
+            obj = self._scale_of_owner(namespace, key)
+            if obj is None:
+                return None
         for owner in obj.get("metadata", {}).get("ownerReferences") or []:
             if owner.get("controller"):
                 return _Controller(owner["apiVersion"], owner["kind"], owner["name"])
         return None
+
+    def _scale_of_owner(self, namespace: str, key: _Controller) -> JSON | None:
+        unhandled = f"Unhandled targetRef {key.api_version} / {key.kind} / {key.name}, last error"
+        if key.kind == "Node":  # pods owned by nodes: never a controller, never fetched
+            raise TargetError(f"{unhandled} node is not a valid owner")
+        try:
+            return self._get_scale(namespace, key.api_version, key.kind, key.name)
+        except NoScaleError:
+            return None
+        except KubeApiError as error:
+            if error.not_found:
+                return None
+            raise TargetError(f"{unhandled} {error}") from error
+        except TargetError as error:
+            raise TargetError(f"{unhandled} {error}") from error
 
     def _top_most(self, namespace: str, key: _Controller) -> _Controller | None:
         top = key if self._well_known_or_scalable(namespace, key) else None

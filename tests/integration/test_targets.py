@@ -201,3 +201,27 @@ def test_prefetch_lists_once_and_resolves_the_same(
     )
     assert listed == 1  # one page of Deployments
     assert not [path for path in calls[listed:] if "/deployments/" in path]
+
+
+def test_a_controller_owned_by_a_scalable_resource_is_not_top_most(
+    setup: tuple[KubeClient, str], kube_api: client.ApiClient
+) -> None:
+    kube, namespace = setup
+    widget = kube.get(f"/apis/example.com/v1/namespaces/{namespace}/widgets/w")
+    owned = workload("Deployment", "owned", replicas=0)
+    owned["metadata"]["ownerReferences"] = [  # type: ignore[index]
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "name": "w",
+            "uid": widget["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    client.AppsV1Api(kube_api).create_namespaced_deployment(namespace, owned)
+    # The owner is read through its /scale subresource, as upstream reads it.
+    resolution = TargetResolver(kube).resolve(_vpa(namespace, "Deployment", "owned"))
+    assert resolution.config_unsupported == (
+        "The target apps/v1.Deployment/owned has a parent controller but it should point to a "
+        "topmost well-known or scalable controller"
+    )
