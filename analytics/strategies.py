@@ -279,3 +279,7 @@ register_strategy(
 from analytics.strategies_baselines import register_baselines  # noqa: E402
 
 register_baselines()
+
+from analytics.strategies_default import register_default  # noqa: E402
+
+register_default()

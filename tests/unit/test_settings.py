@@ -237,7 +237,7 @@ def test_prometheus_follows_cluster_and_history_days() -> None:
         ({"recommender_name": ""}, "recommender_name: String should have at least 1 character"),
         ({"cluster": ""}, "cluster: String should have at least 1 character"),
         ({"namespaces": ["Bad_Name"]}, "namespaces: not valid namespace names"),
-        ({"strategy": "magic"}, "strategy: unknown strategy 'magic'; known: autopilot, krr-simple"),
+        ({"strategy": "magic"}, "strategy: unknown strategy 'magic'; known: autopilot, default"),
         ({"max_allowed_cpu": "lots"}, "max_allowed_cpu: invalid quantity 'lots'"),
         ({"max_allowed_memory": "0"}, "max_allowed_memory: must be a positive quantity (got '0')"),
         ({"log_level": "chatty"}, "log_level: expected one of CRITICAL, ERROR, WARNING"),

@@ -159,7 +159,7 @@ def test_plots(traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--strategy", "magic"], "unknown strategy 'magic'; known: autopilot, krr-simple"),
+        (["--strategy", "magic"], "unknown strategy 'magic'; known: autopilot, default"),
         (["--param", "nonsense"], "--param expects [STRATEGY:]NAME=VALUE"),
         (["--param", "magic:x=1"], "strategy 'magic' is not replayed"),
         (["--strategy", "vpa", "--param", "bound_fraction=2"], "unknown parameter"),

@@ -311,5 +311,5 @@ def test_baselines_are_registered_strategies() -> None:
     assert [r.strategy for r in results] == ["krr-simple", "autopilot"]
     assert results[0].total.resizes == 1
     assert {"krr-simple", "autopilot"} <= set(STRATEGIES)
-    with pytest.raises(ValueError, match="known: autopilot, krr-simple, percentile, vpa"):
+    with pytest.raises(ValueError, match="known: autopilot, default, krr-simple, percentile, vpa"):
         simulate(frame, "magic")
