@@ -30,7 +30,7 @@ import numpy as np
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from testbed.process import TestbedError
 from testbed.prometheus import PrometheusInstance, start_prometheus_with_history
-from testbed.series import MI, ContainerSpec, Shape, SyntheticHistory, WorkloadSpec
+from testbed.series import MI, ContainerSpec, Shape, SyntheticHistory, WorkloadSpec, container
 
 Kind = Literal["Deployment", "StatefulSet", "DaemonSet"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -122,29 +122,6 @@ class DemoWorkload:
         return self.vpa.recommender or "(no spec.recommenders)"
 
 
-def _c(
-    name: str,
-    cpu: float,
-    mem_mi: int,
-    req_cpu: float,
-    req_mem_mi: int,
-    *,
-    cpu_shape: Shape = "steady",
-    mem_shape: Shape = "steady",
-    ooms: int = 0,
-) -> ContainerSpec:
-    return ContainerSpec(
-        name,
-        cpu_cores=cpu,
-        memory_bytes=mem_mi * MI,
-        cpu_request_cores=req_cpu,
-        memory_request_bytes=req_mem_mi * MI,
-        cpu_shape=cpu_shape,
-        memory_shape=mem_shape,
-        oom_kills=ooms,
-    )
-
-
 # Two namespaces: Deployments with one and several replicas, a sidecar, OOM kills, a
 # StatefulSet, a DaemonSet (one pod per node), and VPAs for us, for another recommender
 # and for the default one.
@@ -155,8 +132,8 @@ DEMO: tuple[DemoWorkload, ...] = (
         "web",
         3,
         (
-            _c("web", 0.40, 300, 0.5, 512, cpu_shape="diurnal"),
-            _c("envoy", 0.05, 60, 0.1, 128, cpu_shape="diurnal"),
+            container("web", 0.40, 300, 0.5, 512, cpu_shape="diurnal"),
+            container("envoy", 0.05, 60, 0.1, 128, cpu_shape="diurnal"),
         ),
     ),
     DemoWorkload(
@@ -164,18 +141,18 @@ DEMO: tuple[DemoWorkload, ...] = (
         "shop",
         "cart",
         2,
-        (_c("cart", 0.20, 200, 0.25, 256, cpu_shape="spiky", mem_shape="diurnal", ooms=2),),
+        (container("cart", 0.20, 200, 0.25, 256, cpu_shape="spiky", mem_shape="diurnal", ooms=2),),
     ),
-    DemoWorkload("StatefulSet", "shop", "redis", 1, (_c("redis", 0.10, 1024, 0.2, 1536),)),
+    DemoWorkload("StatefulSet", "shop", "redis", 1, (container("redis", 0.10, 1024, 0.2, 1536),)),
     DemoWorkload(
-        "DaemonSet", "shop", "node-agent", 0, (_c("node-agent", 0.02, 48, 0.05, 64),)
+        "DaemonSet", "shop", "node-agent", 0, (container("node-agent", 0.02, 48, 0.05, 64),)
     ),  # one pod per node
     DemoWorkload(
         "Deployment",
         "shop",
         "legacy",
         1,
-        (_c("legacy", 0.15, 400, 0.5, 1024, mem_shape="diurnal"),),
+        (container("legacy", 0.15, 400, 0.5, 1024, mem_shape="diurnal"),),
         vpa=DemoVpa("custom-recommender"),
     ),
     DemoWorkload(
@@ -183,7 +160,7 @@ DEMO: tuple[DemoWorkload, ...] = (
         "shop",
         "payments",
         2,
-        (_c("payments", 0.25, 350, 0.3, 512, cpu_shape="diurnal"),),
+        (container("payments", 0.25, 350, 0.3, 512, cpu_shape="diurnal"),),
         vpa=DemoVpa(recommender=None),
     ),
     DemoWorkload(
@@ -191,14 +168,14 @@ DEMO: tuple[DemoWorkload, ...] = (
         "batch",
         "etl",
         2,
-        (_c("etl", 1.50, 2048, 1.0, 2048, cpu_shape="spiky", mem_shape="spiky", ooms=1),),
+        (container("etl", 1.50, 2048, 1.0, 2048, cpu_shape="spiky", mem_shape="spiky", ooms=1),),
     ),
     DemoWorkload(
         "Deployment",
         "batch",
         "reports",
         2,
-        (_c("reports", 0.30, 512, 0.5, 768, cpu_shape="diurnal", mem_shape="diurnal"),),
+        (container("reports", 0.30, 512, 0.5, 768, cpu_shape="diurnal", mem_shape="diurnal"),),
     ),
 )
 

@@ -79,7 +79,7 @@ class WorkloadSpec:
             raise ValueError(f"{where} has duplicate pod names: {sorted(names)}")
 
 
-def _c(
+def container(
     name: str,
     cpu: float,
     mem_mi: int,
@@ -90,6 +90,7 @@ def _c(
     mem_shape: Shape = "steady",
     ooms: int = 0,
 ) -> ContainerSpec:
+    """A ContainerSpec from cores and MiB, as the specs here and in testbed.demo write them."""
     return ContainerSpec(
         name,
         cpu_cores=cpu,
@@ -110,29 +111,29 @@ DEFAULT_SPEC: tuple[WorkloadSpec, ...] = (
         "web",
         3,
         (
-            _c("web", 0.40, 300, 0.5, 512, cpu_shape="diurnal"),
-            _c("envoy", 0.05, 60, 0.1, 128, cpu_shape="diurnal"),
+            container("web", 0.40, 300, 0.5, 512, cpu_shape="diurnal"),
+            container("envoy", 0.05, 60, 0.1, 128, cpu_shape="diurnal"),
         ),
     ),
     WorkloadSpec(
         "shop",
         "cart",
         2,
-        (_c("cart", 0.20, 200, 0.25, 256, cpu_shape="spiky", mem_shape="diurnal", ooms=2),),
+        (container("cart", 0.20, 200, 0.25, 256, cpu_shape="spiky", mem_shape="diurnal", ooms=2),),
     ),
-    WorkloadSpec("shop", "redis", 1, (_c("redis", 0.10, 1024, 0.2, 1536),)),
+    WorkloadSpec("shop", "redis", 1, (container("redis", 0.10, 1024, 0.2, 1536),)),
     WorkloadSpec(
         "batch",
         "etl",
         2,
-        (_c("etl", 1.50, 2048, 1.0, 2048, cpu_shape="spiky", mem_shape="spiky", ooms=1),),
+        (container("etl", 1.50, 2048, 1.0, 2048, cpu_shape="spiky", mem_shape="spiky", ooms=1),),
     ),
-    WorkloadSpec("batch", "scheduler", 1, (_c("scheduler", 0.02, 64, 0.05, 64),)),
+    WorkloadSpec("batch", "scheduler", 1, (container("scheduler", 0.02, 64, 0.05, 64),)),
     WorkloadSpec(
         "batch",
         "reports",
         2,
-        (_c("reports", 0.30, 512, 0.5, 768, cpu_shape="diurnal", mem_shape="diurnal"),),
+        (container("reports", 0.30, 512, 0.5, 768, cpu_shape="diurnal", mem_shape="diurnal"),),
     ),
 )
 
