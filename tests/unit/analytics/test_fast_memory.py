@@ -18,21 +18,21 @@ from analytics.scalar_model import ScalarModel
 from analytics.store import AggregateStore
 from analytics.usage import prepare_samples
 
-from .test_ingest_parity import assert_identical, params, row, run_both, to_frame
-from .traces import MIB, mixed_trace
+from .test_ingest_parity import assert_identical, run_both
+from .traces import MIB, mixed_trace, model_params, sample_frame, sample_rows
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(row, min_size=1, max_size=60),
-    params,
+    st.lists(sample_rows(), min_size=1, max_size=60),
+    model_params,
     st.lists(st.integers(0, 60), max_size=3),
     st.integers(1, 9),
 )
 def test_small_chunks_equal_scalar(
     rows: list[dict[str, object]], model: ModelParams, cuts: list[int], chunk: int
 ) -> None:
-    frame = to_frame(rows).sort("timestamp", maintain_order=True)
+    frame = sample_frame(rows).sort("timestamp", maintain_order=True)
     times = frame["timestamp"]
     safe = [c for c in cuts if 0 < c < frame.height and times[c] != times[c - 1]]
     with mock.patch.object(ingest_memory, "_CHUNK", chunk):
@@ -66,8 +66,8 @@ def test_chunks_on_a_realistic_trace(chunk: int, growing: bool, value_bits: int)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    rows=st.lists(row, min_size=2, max_size=60),
-    model=params,
+    rows=st.lists(sample_rows(), min_size=2, max_size=60),
+    model=model_params,
     end=st.integers(1, 60),
     back=st.integers(0, 60),
     chunk=st.integers(1, 9),
@@ -84,7 +84,7 @@ def test_overlapping_batches_equal_scalar(
 ) -> None:
     # The second batch re-sends some of the first one's samples: they are dropped (and the
     # chunked path hands such a batch to the general one) exactly as sample by sample.
-    frame = to_frame(rows).sort("timestamp", maintain_order=True)
+    frame = sample_frame(rows).sort("timestamp", maintain_order=True)
     if not with_kills:
         frame = frame.drop("oom")
     end = min(end, frame.height)
@@ -126,7 +126,7 @@ def test_a_resent_batch_whose_containers_interleave() -> None:
         {"minute": 1, "workload": "w1", "container": "side"},
         {"minute": 2, "workload": "w1", "container": "side"},
     ]
-    frame = to_frame(
+    frame = sample_frame(
         [
             {"pod": "a", "cpu": 0.0, "memory_mib": 0, "oom": False, "request_mib": None} | r
             for r in rows
@@ -151,7 +151,7 @@ def test_a_resent_batch_with_a_kill_in_another_container() -> None:
         {"minute": 2, "workload": "w1", "container": "side", "oom": False},
         {"minute": 3, "workload": "w2", "container": "app", "oom": True},
     ]
-    frame = to_frame(
+    frame = sample_frame(
         [{"pod": "a", "cpu": 0.1, "memory_mib": 300, "request_mib": 512} | r for r in rows]
     )
     scalar = ScalarModel()

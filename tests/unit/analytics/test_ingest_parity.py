@@ -17,7 +17,7 @@ from analytics.scalar_model import ScalarModel
 from analytics.store import AggregateStore
 from analytics.usage import prepare_samples
 
-from .traces import mixed_trace
+from .traces import mixed_trace, model_params, sample_frame, sample_rows
 
 START = dt.datetime(2024, 3, 1, 9, 30)
 MIB = 1024 * 1024
@@ -72,55 +72,16 @@ def run_both(
     return scalar.to_store(), store, scalar_skipped, vector_skipped
 
 
-row = st.fixed_dictionaries(
-    {
-        "minute": st.integers(0, 3000),
-        "pod": st.sampled_from(["a", "b", "c"]),
-        "container": st.sampled_from(["app", "side"]),
-        "workload": st.sampled_from(["w1", "w2"]),
-        "cpu": st.one_of(st.floats(0, 8), st.sampled_from([0.0, 0.01, 0.1, float("nan"), -1.0])),
-        "memory_mib": st.one_of(st.integers(0, 4000), st.sampled_from([0, 10, 100])),
-        "oom": st.booleans().map(lambda b: b and True),
-        "request_mib": st.one_of(st.none(), st.integers(0, 2048)),
-    }
-)
-params = st.builds(
-    ModelParams,
-    cpu_histogram_decay_half_life_s=st.sampled_from([300.0, 3600.0, 86400.0]),
-    memory_histogram_decay_half_life_s=st.sampled_from([300.0, 3600.0, 86400.0]),
-    memory_aggregation_interval_s=st.sampled_from([600.0, 3600.0, 86400.0]),
-)
-
-
-def to_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "timestamp": START + dt.timedelta(minutes=int(r["minute"])),  # type: ignore[call-overload]
-                "cluster": "prod",
-                "namespace": "shop",
-                "workload": r["workload"],
-                "pod": f"{r['workload']}-{r['pod']}",
-                "container": r["container"],
-                "cpu": r["cpu"],
-                "memory": float(r["memory_mib"]) * MIB,  # type: ignore[arg-type]
-                "memory_request": None
-                if r["request_mib"] is None
-                else float(r["request_mib"]) * MIB,  # type: ignore[arg-type]
-                "oom": r["oom"],
-            }
-            for r in rows
-        ],
-        schema_overrides={"memory_request": pl.Float64},
-    )
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(row, min_size=1, max_size=60), params, st.lists(st.integers(0, 60), max_size=3))
+@given(
+    st.lists(sample_rows(), min_size=1, max_size=60),
+    model_params,
+    st.lists(st.integers(0, 60), max_size=3),
+)
 def test_vectorized_equals_scalar(
     rows: list[dict[str, object]], model: ModelParams, cuts: list[int]
 ) -> None:
-    frame = to_frame(rows).sort("timestamp", maintain_order=True)
+    frame = sample_frame(rows).sort("timestamp", maintain_order=True)
     times = frame["timestamp"]
     # Only cut between different timestamps, like batches of a live loop.
     safe = [c for c in cuts if 0 < c < frame.height and times[c] != times[c - 1]]

@@ -34,7 +34,7 @@ from analytics.store import AggregateStore
 from analytics.strategies import build_estimators
 from analytics.usage import prepare_samples
 
-from .traces import mixed_trace
+from .traces import mixed_trace, model_params, sample_frame, sample_rows
 
 START = dt.datetime(2024, 3, 1, 9, 30)
 MIB = 1024 * 1024
@@ -246,53 +246,17 @@ def test_unset_times_survive_json() -> None:
     assert snapshot_from_json(data, WHERE) == snapshot
 
 
-rows = st.fixed_dictionaries(
-    {
-        "minute": st.integers(0, 4000),
-        "pod": st.sampled_from(["a", "b", "c"]),
-        "container": st.sampled_from(["app", "side"]),
-        "workload": st.sampled_from(["w1", "w2"]),
-        "cpu": st.one_of(st.floats(0, 8), st.sampled_from([0.0, 0.01, float("nan"), -1.0])),
-        "memory_mib": st.one_of(st.integers(0, 4000), st.sampled_from([0, 10, 100])),
-        "oom": st.booleans(),
-        "request_mib": st.one_of(st.none(), st.integers(0, 2048)),
-    }
-)
-model_params = st.builds(
-    ModelParams,
-    cpu_histogram_decay_half_life_s=st.sampled_from([300.0, 3600.0, 86400.0]),
-    memory_histogram_decay_half_life_s=st.sampled_from([300.0, 3600.0, 86400.0]),
-    memory_aggregation_interval_s=st.sampled_from([600.0, 3600.0, 86400.0]),
-)
-
-
-def _frame(sampled: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "timestamp": START + dt.timedelta(minutes=r["minute"]),
-                "cluster": "prod",
-                "namespace": "shop",
-                "workload": r["workload"],
-                "pod": f"{r['workload']}-{r['pod']}",
-                "container": r["container"],
-                "cpu": r["cpu"],
-                "memory": float(r["memory_mib"] * MIB),
-                "memory_request": None if r["request_mib"] is None else r["request_mib"] * MIB,
-                "oom": r["oom"],
-            }
-            for r in sampled
-        ],
-        schema_overrides={"memory_request": pl.Float64},
-    ).sort("timestamp", maintain_order=True)
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(rows, min_size=1, max_size=80), model_params, st.integers(0, 80), st.booleans())
+@given(
+    st.lists(sample_rows(4000), min_size=1, max_size=80),
+    model_params,
+    st.integers(0, 80),
+    st.booleans(),
+)
 def test_round_trip_then_ingestion_equals_no_round_trip(
     sampled: list[dict[str, Any]], params: ModelParams, cut: int, reverse: bool
 ) -> None:
-    frame = _frame(sampled)
+    frame = sample_frame(sampled).sort("timestamp", maintain_order=True)
     times = frame["timestamp"]
     # Checkpoints are taken between batches, so cut between different timestamps.
     while 0 < cut < frame.height and times[cut] == times[cut - 1]:
