@@ -70,6 +70,7 @@ __all__ = [
     "ENV_PREFIX",
     "SERVICE_ACCOUNT_NAMESPACE_FILE",
     "LeaderElectionSettings",
+    "MetricsSettings",
     "RaySettings",
     "Settings",
     "SettingsError",
@@ -324,6 +325,21 @@ class RaySettings(BaseModel):
         return self
 
 
+class MetricsSettings(BaseModel):
+    """The recommender's own Prometheus metrics (`/metrics`, see docs/report.md), served by
+    `vpa-fleet run` on one cluster (the fleet's actors export theirs through Ray)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="serve /metrics")
+    address: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address to listen on (0.0.0.0 for every interface, as in a pod)",
+    )
+    port: int = Field(default=9847, ge=0, le=65535, description="port; 0: any free port")
+
+
 def _positive_quantity(text: str | None) -> str | None:
     if text is None:
         return None
@@ -398,6 +414,9 @@ class Settings(BaseSettings):
         default_factory=LeaderElectionSettings, description="leader election among replicas"
     )
     ray: RaySettings = Field(default_factory=RaySettings, description="where Ray runs")
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="the recommender's own /metrics"
+    )
     log_level: str = Field(default="INFO", description="CRITICAL, ERROR, WARNING, INFO or DEBUG")
     once: bool = Field(default=False, description="run one tick and exit")
     fleet: Path | None = Field(

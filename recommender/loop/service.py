@@ -16,6 +16,12 @@ from analytics.sources.prometheus import PrometheusHistory
 from recommender.kube.lease import LeaseElector
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport, VpaResult
+from recommender.observability.metrics import (
+    METRICS,
+    MetricsServer,
+    RecommenderMetrics,
+    start_metrics_server,
+)
 from recommender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -234,18 +240,22 @@ class _Ticker:
     ticks: int = 0
     last_checkpoint: float = 0.0
     leading: bool = False
+    metrics: RecommenderMetrics = METRICS
 
     def step(self, stop: threading.Event) -> bool:
         """One tick (or a wait for the lease); False when the loop should end."""
         began = time.monotonic()
         was_leading = self.leading
         self.leading = self.leadership is None or self.leadership.leading.wait(1.0)
+        self.metrics.set_leader(self.settings.cluster, self.leading)
         if not self.leading:
             if was_leading or self.ticks == 0:
                 print("waiting for the lease: another replica writes", file=self.out, flush=True)
             return not stop.is_set()
         self.ticks += 1
-        print_report(self.ticks, self.actor.tick(), self.out)
+        report = self.actor.tick()
+        self.metrics.record_tick(self.settings.cluster, report)
+        print_report(self.ticks, report, self.out)
         interval = self.settings.checkpoint_interval_s
         if self.ticks == 1 or time.monotonic() - self.last_checkpoint >= interval:
             saved = self.actor.checkpoint()
@@ -278,7 +288,16 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
     leadership = _leadership(settings, kube)
     actor: _Actor | None = None
     ticker: _Ticker | None = None
+    metrics_server: MetricsServer | None = None
     try:
+        if settings.metrics.enabled:
+            try:
+                metrics_server = start_metrics_server(
+                    settings.metrics.address, settings.metrics.port
+                )
+            except OSError as error:
+                raise ServiceError(f"{error} (settings metrics.address, metrics.port)") from None
+        print(f"metrics:        {metrics_server.url if metrics_server else '(off)'}", file=out)
         actor = _Actor(settings)
         restored = actor.start()
         print(f"restored the history of {restored} VPA(s) from checkpoints", file=out, flush=True)
@@ -298,4 +317,6 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
                 if leadership is not None:
                     leadership.stop()
             finally:
+                if metrics_server is not None:
+                    metrics_server.stop()
                 stop_ray(runtime)

@@ -97,6 +97,12 @@ pod). Leader election itself is switched on by the --leader-elect flag.
     "lease_namespace" .Release.Namespace
     "lease_duration_s" .Values.leaderElection.leaseDurationSeconds
     "renew_interval_s" .Values.leaderElection.renewIntervalSeconds) }}
+{{- $metrics := deepCopy (get $settings "metrics" | default dict) }}
+{{- if not (hasKey $metrics "address") }}
+{{- $_ := set $metrics "address" "0.0.0.0" }}
+{{- end }}
+{{- $_ := set $metrics "port" (int .Values.service.metricsPort) }}
+{{- $_ := set $settings "metrics" $metrics }}
 {{- $_ := set $settings "ray" (dict
     "num_cpus" .Values.ray.numCpus
     "object_store_bytes" .Values.ray.objectStoreBytes
