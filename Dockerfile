@@ -18,9 +18,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-# What the wheel is built from: the project metadata (its readme included) and the two
-# import packages. Tests, the testbed and benchmarks stay out (.dockerignore).
+# What the wheel is built from: the project metadata (its readme included), the two
+# import packages and the .proto files (the build generates the gRPC stubs from them).
+# Tests, the testbed and benchmarks stay out (.dockerignore).
 COPY pyproject.toml README.md ./
+COPY proto/ proto/
 COPY recommender/ recommender/
 COPY analytics/ analytics/
 

@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install testbed lint unit integration test run testbed-up testbed-down bench clean
 
-$(STAMP): pyproject.toml
+# The install generates the gRPC stubs from proto/ (recommender/api/build_backend.py).
+$(STAMP): pyproject.toml $(wildcard proto/vpafleet/v1/*.proto)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vpa-fleet needs Python >= 3.11, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

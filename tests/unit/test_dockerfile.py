@@ -317,7 +317,13 @@ def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
 
 def test_the_build_context_holds_the_sources_and_nothing_private() -> None:
     rules = dockerignore_rules()
-    for path in ("pyproject.toml", "README.md", "recommender/cli.py", "analytics/usage.py"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "recommender/cli.py",
+        "analytics/usage.py",
+        "proto/vpafleet/v1/inspection.proto",
+    ):
         assert in_context(path, rules), path
     for path in (
         ".venv/bin/python",
@@ -327,6 +333,7 @@ def test_the_build_context_holds_the_sources_and_nothing_private() -> None:
         "testbed/pki.py",
         "bench/loop.py",
         "recommender/__pycache__/cli.cpython-311.pyc",
+        "recommender/api/generated/vpafleet/v1/inspection_pb2.py",
         "vpa_fleet.egg-info/PKG-INFO",
         "kubeconfig",
         "Dockerfile",

@@ -1,0 +1,1 @@
+"""gRPC inspection API: the server, its bearer-token auth, and the generated stubs."""
