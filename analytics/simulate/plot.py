@@ -20,7 +20,15 @@ import numpy as np
 from analytics.arrays import FloatArray, Int64Array
 from analytics.simulate.replay import Metrics, PreparedTrace, SimulationResult
 
-__all__ = ["MAX_CONTAINERS_PER_PAGE", "UsageSummary", "page_name", "render_pages", "summarize"]
+__all__ = [
+    "MAX_CONTAINERS_PER_PAGE",
+    "UsageSummary",
+    "html_document",
+    "page_name",
+    "render_pages",
+    "summarize",
+    "usage_chart",
+]
 
 MAX_CONTAINERS_PER_PAGE: Final = 40
 """Charts per page are capped: a namespace with more containers shows the first ones."""
@@ -180,7 +188,7 @@ def _time_ticks(axes: _Axes) -> list[tuple[float, str]]:
     return ticks
 
 
-def _chart(
+def usage_chart(
     title: str,
     unit: str,
     edges_ns: Int64Array,
@@ -189,7 +197,11 @@ def _chart(
     peak: FloatArray,
     requests: Sequence[tuple[str, str, FloatArray]],
 ) -> str:
-    """One SVG chart: usage mean (area) and max (line), requests per strategy (steps)."""
+    """One SVG chart: usage mean (area) and max (line), requests per strategy (steps).
+
+    `edges_ns` has one more entry than `mean`, `peak` and each request series (NaN: no
+    sample in that interval). Also used by `vpa-fleet report`'s page.
+    """
     highest = [float(np.nanmax(peak)) if np.isfinite(peak).any() else 0.0]
     highest += [float(values.max()) for _, _, values in requests if values.size]
     top = max(highest) * 1.08 or 1.0
@@ -276,7 +288,8 @@ def _legend(strategies: Sequence[tuple[str, str]]) -> str:
     return f'<p class="legend">{"".join(items)}</p>'
 
 
-def _document(title: str, body: str) -> str:
+def html_document(title: str, body: str) -> str:
+    """A whole self-contained page: the charts' style inline, nothing fetched."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
@@ -348,7 +361,7 @@ def render_pages(
             ]
             body.append(f"<h2>{html.escape(label)}</h2>")
             body.append(
-                _chart(
+                usage_chart(
                     "CPU (cores)",
                     "cores",
                     edges,
@@ -358,7 +371,7 @@ def render_pages(
                 )
             )
             body.append(
-                _chart(
+                usage_chart(
                     "memory",
                     "bytes",
                     edges,
@@ -376,7 +389,7 @@ def render_pages(
                     f"workload {workload}",
                 )
             )
-        pages[name] = _document(f"{cluster}/{namespace}: request vs usage", "".join(body))
+        pages[name] = html_document(f"{cluster}/{namespace}: request vs usage", "".join(body))
     pages["index.html"] = _index(index_rows, results)
     return pages
 
@@ -390,4 +403,4 @@ def _index(
         link = f'<a href="{html.escape(name)}">{html.escape(label)}</a>'
         body.append(f"<h2>{link}</h2>")
         body.append(_metrics_table(per_strategy, "strategy"))
-    return _document("simulation", "".join(body))
+    return html_document("simulation", "".join(body))
