@@ -38,9 +38,13 @@ class StatusWriter:
     attempts: int = 4
     backoff_s: float = 0.5
 
-    def write(self, vpa: VerticalPodAutoscaler, desired: VpaStatus) -> WriteResult:
-        """Write `desired` unless `vpa` (as last read) already says the same."""
-        if not worth_writing(vpa.status, desired, self.threshold):
+    def write(
+        self, vpa: VerticalPodAutoscaler, desired: VpaStatus, threshold: float | None = None
+    ) -> WriteResult:
+        """Write `desired` unless `vpa` (as last read) already says the same (within
+        `threshold`, the writer's own when None)."""
+        limit = self.threshold if threshold is None else threshold
+        if not worth_writing(vpa.status, desired, limit):
             return WriteResult.UNCHANGED
         patch = [{"op": "add", "path": "/status", "value": status_json(desired)}]
         path = vpa_path(vpa.metadata.namespace, vpa.metadata.name) + "/status"

@@ -41,7 +41,10 @@ from recommender.kube.rest import KubeApiError, KubeClient
 from recommender.kube.status_writer import StatusWriter, WriteResult
 from recommender.kube.targets import Resolution, TargetResolver
 from recommender.loop.pods import PodView, assignment, matched_pods, pod_view, slim_pod
+from recommender.loop.policies import PolicyBook
 from recommender.loop.samples import empty_usage, oom_rows, pod_status_kills, usage_rows
+from recommender.policy.objects import RecommenderPolicy
+from recommender.policy.resolve import Defaults, Effective
 from recommender.vpa.capping import PolicyError, apply_policy, is_scaled
 from recommender.vpa.objects import (
     InvalidVpaError,
@@ -127,6 +130,7 @@ class _NamespaceWork:
     namespace: str
     vpas: dict[str, VerticalPodAutoscaler]
     pods: list[PodView]
+    settings: dict[str, Effective]
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     matches: dict[str, list[PodView]] = field(default_factory=dict)
 
@@ -148,7 +152,7 @@ class ClusterRecommender:
         self.prometheus = prometheus
         self.options = options
         self.clock = clock
-        params, self.estimators = build_estimators(options.strategy, options.strategy_params)
+        params, _ = build_estimators(options.strategy, options.strategy_params)
         self.store = AggregateStore.empty(params.model_fields_only())
         self.checkpoints = (
             CheckpointStore(kube, options.recommender_name, params=self.store.params)
@@ -164,6 +168,14 @@ class ClusterRecommender:
         self.pod_caches = [
             ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes
         ]
+        defaults = Defaults(
+            strategy=options.strategy,
+            strategy_params=options.strategy_params,
+            history=options.history,
+            status_change_threshold=options.status_change_threshold,
+            max_allowed=options.max_allowed,
+        )
+        self.policies = PolicyBook(kube, scopes, defaults, self.store.params)
         self.history_end: dict[VpaKey, dt.datetime] = {}
         self._uids: dict[VpaKey, str] = {}
         self._seen_kills: set[tuple[str, str, str, dt.datetime]] = set()
@@ -183,12 +195,14 @@ class ClusterRecommender:
         for cache in [*self.vpa_caches, *self.pod_caches]:
             if not cache.wait_synced(timeout_s):
                 raise TimeoutError(f"listing {cache.path} did not finish within {timeout_s:g} s")
+        self.policies.start(timeout_s)
         if self.checkpoints is not None:
             self.restore()
 
     def stop(self) -> None:
         for cache in [*self.vpa_caches, *self.pod_caches]:
             cache.stop()
+        self.policies.stop()
 
     # -- VPAs ----------------------------------------------------------------------------------
 
@@ -285,13 +299,19 @@ class ClusterRecommender:
         pods = self._pods_by_namespace()
         resolver = TargetResolver(self.kube)
         report.vpas, report.namespaces = len(ours), len(by_namespace)
+        policies: dict[str, list[RecommenderPolicy]] = defaultdict(list)
+        for policy in self.policies.policies(self.owned):
+            policies[policy.namespace].append(policy)
         for namespace in sorted(by_namespace):
-            work = _NamespaceWork(namespace, by_namespace[namespace], pods.get(namespace, []))
+            vpas = by_namespace[namespace]
+            settings = self.policies.settle(vpas, policies[namespace])
+            work = _NamespaceWork(namespace, vpas, pods.get(namespace, []), settings)
             try:
                 self._namespace_tick(work, resolver, now, report)
             except Exception as error:  # one namespace must not stop the others
                 log.exception("namespace %s: tick failed", namespace)
                 report.errors.append(f"namespace {namespace}: {error}")
+        report.errors.extend(self.policies.write_statuses(self.owned, _condition_time(now)))
         report.queries = self.prometheus.query_count - queries_before
         report.duration_s = time.monotonic() - started
         return report
@@ -366,7 +386,7 @@ class ClusterRecommender:
         if assigned.height == 0:
             return empty_usage()
         starts = {
-            name: self.history_end.get((work.namespace, name), now - self.options.history)
+            name: self.history_end.get((work.namespace, name), now - work.settings[name].history)
             for name, pods in work.matches.items()
             if pods
         }
@@ -414,10 +434,24 @@ class ClusterRecommender:
             ],
             dtype=bool,
         )
-        estimated = recommend_rows(self.store, rows[scaled], self.estimators, _ns(now))
+        rows, chosen = rows[scaled], chosen.filter(pl.Series(scaled))
+        # One engine pass per set of estimators (policies may differ within a namespace).
+        groups: dict[tuple[str, tuple[tuple[str, object], ...]], list[int]] = defaultdict(list)
+        usable: dict[str, Effective] = {
+            name: settings
+            for name, settings in work.settings.items()
+            if self.policies.problem(settings) is None
+        }
+        for position, workload in enumerate(chosen["workload"]):
+            if workload in usable:
+                groups[usable[workload].estimator_key].append(position)
         by_vpa: dict[str, list[ContainerRecommendation]] = defaultdict(list)
-        for recommendation in estimated.recommendations:
-            by_vpa[recommendation.workload].append(recommendation)
+        for positions in groups.values():
+            settings = usable[chosen["workload"][positions[0]]]
+            estimators = self.policies.estimators(settings)
+            estimated = recommend_rows(self.store, rows[positions], estimators, _ns(now))
+            for recommendation in estimated.recommendations:
+                by_vpa[recommendation.workload].append(recommendation)
         return by_vpa
 
     def _write(
@@ -427,14 +461,17 @@ class ClusterRecommender:
         recommendations: list[ContainerRecommendation],
         now: dt.datetime,
     ) -> VpaResult:
-        vpa, resolution = work.vpas[name], work.resolutions[name]
+        vpa, resolution, settings = work.vpas[name], work.resolutions[name], work.settings[name]
+        problem = self.policies.problem(settings)
+        if problem is not None:
+            return VpaResult(vpa.key, "error", message=f"{problem}; recommendation kept as written")
         policy = vpa.spec.resource_policy
         entries = [
             RecommendedContainerResources.model_validate(r.to_status_entry())
             for r in recommendations
         ]
         try:
-            capped = apply_policy(entries, policy, self.options.max_allowed, vpa_key=vpa.key)
+            capped = apply_policy(entries, policy, dict(settings.max_allowed), vpa_key=vpa.key)
         except PolicyError as error:
             log.error("%s", error)
             return VpaResult(vpa.key, "error", message=str(error))
@@ -446,7 +483,7 @@ class ClusterRecommender:
             config_unsupported=resolution.config_unsupported,
         )
         try:
-            outcome = self.writer.write(vpa, status)
+            outcome = self.writer.write(vpa, status, settings.status_change_threshold)
         except KubeApiError as error:
             log.error("VPA %s: status not written: %s", vpa.key, error)
             return VpaResult(vpa.key, "error", tuple(capped), message=str(error))

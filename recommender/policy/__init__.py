@@ -1,0 +1,1 @@
+"""RecommenderPolicy: per-namespace (or per-label) recommendation settings (crds/)."""
