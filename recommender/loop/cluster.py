@@ -53,7 +53,7 @@ from recommender.vpa.objects import (
     parse_vpa,
 )
 from recommender.vpa.selection import is_selected
-from recommender.vpa.status import desired_status
+from recommender.vpa.status import desired_status, stale_status
 
 log = logging.getLogger(__name__)
 
@@ -340,10 +340,8 @@ class ClusterRecommender:
             message = f"history not read, recommendations kept as written: {error}"
             log.error("namespace %s: %s", work.namespace, message)
             report.errors.append(f"namespace {work.namespace}: {error}")
-            report.results.extend(
-                VpaResult(work.vpas[name].key, "skipped", message=message)
-                for name in sorted(work.resolutions)
-            )
+            for name in sorted(work.resolutions):
+                report.results.append(self._write_stale(work.vpas[name], message, now))
             return
         if frame.height:
             samples = prepare_samples(frame)
@@ -488,6 +486,14 @@ class ClusterRecommender:
             log.error("VPA %s: status not written: %s", vpa.key, error)
             return VpaResult(vpa.key, "error", tuple(capped), message=str(error))
         return VpaResult(vpa.key, outcome.value, tuple(capped), resolution.config_unsupported or "")
+
+    def _write_stale(self, vpa: VerticalPodAutoscaler, message: str, now: dt.datetime) -> VpaResult:
+        """Keep the recommendation as written, with a HistoryStale condition saying why."""
+        try:
+            self.writer.write(vpa, stale_status(vpa, message, _condition_time(now)))
+        except KubeApiError as error:
+            log.error("VPA %s: HistoryStale condition not written: %s", vpa.key, error)
+        return VpaResult(vpa.key, "skipped", message=message)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

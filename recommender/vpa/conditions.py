@@ -10,6 +10,11 @@ from recommender.vpa.objects import Condition, ConditionType
 NO_PODS_MATCHED_REASON = "NoPodsMatched"
 NO_PODS_MATCHED_MESSAGE = "No pods match this VPA object"
 
+HISTORY_STALE = "HistoryStale"
+"""vpa-fleet's own condition (upstream has none for it): True while the VPA's usage history
+cannot be read and its recommendation is kept as written; removed once history is read."""
+HISTORY_STALE_REASON = "HistoryUnavailable"
+
 
 def set_condition(
     conditions: dict[str, Condition],
@@ -81,6 +86,22 @@ def updated_conditions(
         status=has_recommendation,
         reason="" if has_recommendation else reason,
         message="" if has_recommendation else message,
+        now=now,
+    )
+    return tuple(conditions[t] for t in sorted(conditions))
+
+
+def stale_conditions(
+    current: Iterable[Condition], *, message: str, now: str
+) -> tuple[Condition, ...]:
+    """The conditions with HistoryStale set (its transition time says since when)."""
+    conditions = {c.type: c for c in current}
+    set_condition(
+        conditions,
+        HISTORY_STALE,
+        status=True,
+        reason=HISTORY_STALE_REASON,
+        message=message,
         now=now,
     )
     return tuple(conditions[t] for t in sorted(conditions))

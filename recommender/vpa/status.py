@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from analytics.quantity import parse_quantity
-from recommender.vpa.conditions import updated_conditions
+from recommender.vpa.conditions import HISTORY_STALE, stale_conditions, updated_conditions
 from recommender.vpa.objects import (
     RecommendedContainerResources,
     RecommendedPodResources,
@@ -31,10 +31,11 @@ def desired_status(
     now: str,
     config_unsupported: str | None = None,
 ) -> VpaStatus:
-    """The status after one pass: `recommendations` already capped (see `capping`)."""
+    """The status after one pass: `recommendations` already capped (see `capping`). History
+    was read, so HistoryStale goes."""
     recommendation = RecommendedPodResources(containerRecommendations=tuple(recommendations))
     conditions = updated_conditions(
-        vpa.status.conditions,
+        [c for c in vpa.status.conditions if c.type != HISTORY_STALE],
         pods_matched=pods_matched,
         has_recommendation=bool(recommendations),
         now=now,
@@ -44,6 +45,16 @@ def desired_status(
         recommendation=recommendation,
         conditions=conditions,
         observedGeneration=vpa.metadata.generation,
+    )
+
+
+def stale_status(vpa: VerticalPodAutoscaler, message: str, now: str) -> VpaStatus:
+    """The status when the VPA's history cannot be read: the recommendation and observed
+    generation as written, HistoryStale saying why."""
+    return VpaStatus(
+        recommendation=vpa.status.recommendation,
+        conditions=stale_conditions(vpa.status.conditions, message=message, now=now),
+        observedGeneration=vpa.status.observed_generation,
     )
 
 

@@ -130,23 +130,56 @@ def test_a_selector_matching_no_pod_says_so(setup: Setup) -> None:
     assert "ConfigUnsupported" not in conditions
 
 
-def test_prometheus_down_keeps_what_was_written(
+def test_prometheus_down_keeps_what_was_written_says_history_is_stale_then_reads_the_gap(
     setup: Setup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = setup.vpa("good")
     dead = f"http://127.0.0.1:{free_port()}"
-    recommender = setup.recommender(dead, setup.now + dt.timedelta(minutes=5))
+    good = PrometheusHistory(load_config({"connection": {"url": setup.demo.prometheus.url}}))
+    down = PrometheusHistory(load_config({"connection": {"url": dead, "timeout_s": 5}}))
+    t1, t2, t3 = (setup.now + dt.timedelta(minutes=m) for m in (5, 10, 15))
+    recommender = setup.recommender(setup.demo.prometheus.url, t1)
     recommender.start()
     try:
+        recommender.tick()
+        before = setup.vpa("good")
+        assert "HistoryStale" not in _conditions(before)
+        ends = dict(recommender.history_end)
+        assert ends[(setup.namespace, "good")] == t1
+
+        recommender.prometheus, recommender.clock = down, lambda: t2
         with caplog.at_level(logging.ERROR):
             report = recommender.tick()
+            again = recommender.tick()
+        assert {r.outcome for r in report.results} == {"skipped"}
+        assert report.errors and dead in report.errors[0]
+        assert any("cannot connect" in r.getMessage() for r in caplog.records)
+        assert recommender.history_end == ends, "the gap is still to be read"
+        stale = setup.vpa("good")
+        assert stale["status"]["recommendation"] == before["status"]["recommendation"]
+        status, message = _conditions(stale)["HistoryStale"]
+        assert status == "True"
+        assert dead in message
+        conditions = {c["type"]: c for c in stale["status"]["conditions"]}
+        assert conditions["HistoryStale"]["lastTransitionTime"] == t2.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # The same failure again writes nothing new: the condition already says it.
+        assert {r.outcome for r in again.results} == {"skipped"}
+        assert (
+            setup.vpa("good")["metadata"]["resourceVersion"] == stale["metadata"]["resourceVersion"]
+        )
+
+        # Back: the gap [t1, t3) is read in one window, and the condition goes.
+        recommender.prometheus, recommender.clock = good, lambda: t3
+        queries = good.query_count
+        back = recommender.tick()
+        assert {r.outcome for r in back.results if r.key.endswith("/good")} <= {
+            "written",
+            "unchanged",
+        }
+        assert recommender.history_end[(setup.namespace, "good")] == t3
+        assert good.query_count > queries
+        assert "HistoryStale" not in _conditions(setup.vpa("good"))
     finally:
         recommender.stop()
-    assert {r.outcome for r in report.results} == {"skipped"}
-    assert report.errors and dead in report.errors[0]
-    assert any("cannot connect" in r.getMessage() for r in caplog.records)
-    after = setup.vpa("good")
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
 
 def test_a_vpa_that_does_not_parse_is_reported_and_skipped(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from recommender.vpa.objects import RecommendedContainerResources, VerticalPodAutoscaler, parse_vpa
-from recommender.vpa.status import desired_status, status_json, worth_writing
+from recommender.vpa.status import desired_status, stale_status, status_json, worth_writing
 
 T0, T1 = "2026-11-29T00:00:00Z", "2026-11-29T00:01:00Z"
 
@@ -78,3 +78,21 @@ def test_a_new_generation_is_written() -> None:
     bumped = _vpa(status_json(written.status), generation=3)
     again = desired_status(bumped, [_entry("100m")], pods_matched=True, now=T1)
     assert worth_writing(bumped.status, again, threshold=10)
+
+
+def test_stale_history_keeps_the_recommendation_and_says_since_when() -> None:
+    written = _vpa(status_json(desired_status(_vpa(), [_entry("126m")], pods_matched=True, now=T0)))
+    stale = stale_status(written, "cannot connect", now=T1)
+    assert stale.recommendation == written.status.recommendation
+    assert stale.observed_generation == written.status.observed_generation
+    conditions = {c.type: c for c in stale.conditions}
+    assert (conditions["HistoryStale"].status, conditions["HistoryStale"].message) == (
+        "True",
+        "cannot connect",
+    )
+    assert conditions["RecommendationProvided"] == written.status.conditions[0]
+    assert worth_writing(written.status, stale)
+    still = stale_status(_vpa(status_json(stale)), "cannot connect", now="2026-11-29T00:02:00Z")
+    assert still == stale, "the transition time stays at the first failure"
+    back = desired_status(_vpa(status_json(stale)), [_entry("126m")], pods_matched=True, now=T1)
+    assert "HistoryStale" not in {c.type for c in back.conditions}
