@@ -44,6 +44,7 @@ from analytics.ingest import ingest_samples
 from analytics.model_params import ModelParams
 from analytics.store import AggregateStore
 from analytics.strategies import STRATEGIES, PodEstimators, Strategy, get_strategy
+from analytics.strategy_profile import HourlyProfile, ProfileAware
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples, prepare_samples
 
 __all__ = [
@@ -461,6 +462,13 @@ class _Replay:
         self.memory_requested = zero.copy()
         self.kills = np.zeros(n, dtype=np.int64)
         self.pod_resizes = np.zeros(trace.pod_keys.height, dtype=np.int64)
+        # Strategies that read time (`default`) get an hourly profile per aggregate, fed with
+        # the same observed samples as the store.
+        self.profile = (
+            HourlyProfile.empty(trace.aggregate_keys.height)
+            if isinstance(estimators, ProfileAware)
+            else None
+        )
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -500,7 +508,15 @@ class _Replay:
         if live.shape[0] == 0:
             return absent
         aggregates = self.store.estimation_input(live)
-        estimates = self.estimators.estimate(aggregates)
+        if self.profile is not None and isinstance(self.estimators, ProfileAware):
+            trace_row = np.full(self.store.n_aggregates, 0, dtype=np.int64)
+            mapped = rows >= 0
+            trace_row[rows[mapped]] = np.flatnonzero(mapped)
+            estimates = self.estimators.estimate_with_profile(
+                aggregates, self.profile.take(trace_row[live]), now_ns
+            )
+        else:
+            estimates = self.estimators.estimate(aggregates)
         usable = ~(aggregates.cpu.is_empty() & aggregates.memory.is_empty())
         position = np.full(self.store.n_aggregates, -1, dtype=np.int64)
         position[live] = np.arange(live.shape[0])
@@ -586,6 +602,21 @@ class _Replay:
         self.memory_requested += per_container(memory_request.astype(np.float64) * memory_hours)
         interval_kills = np.bincount(c[kills], minlength=n).astype(np.int64)
         self.kills += interval_kills
+        if self.profile is not None:
+            params = self.store.params
+            killed_at = memory_request.astype(np.float64)
+            bumped = np.maximum(
+                killed_at * params.oom_bump_up_ratio, killed_at + params.oom_min_bump_up_bytes
+            )
+            self.profile.observe(
+                self.trace.aggregate_of[c],
+                t_ns,
+                cpu_millicores=cpu,
+                cpu_valid=cpu_valid,
+                memory_bytes=observed,
+                memory_valid=memory_valid,
+                oom_memory_bytes=np.where(kills, bumped, np.nan),
+            )
 
         present = np.unique(c)
         batch = PreparedSamples(

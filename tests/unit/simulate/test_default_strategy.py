@@ -80,17 +80,23 @@ def test_parameters_validate_and_errors_name_the_field() -> None:
 
 
 def test_steady_usage_gets_a_tight_target_and_an_asymmetric_band() -> None:
-    recommendation = recommend(trace([(m, 1.0, 500 * MIB) for m in range(30)]))
+    frame = trace([(m, 1.0, 500 * MIB) for m in range(30)])
+    recommendation = recommend(frame, young_upper_multiplier=0)
     # p90 = p99: no spread, no CPU margin.
     assert recommendation.target.cpu_millicores == 1016
     # int(546691264.47) = 546691264; + int(546691264 * 0.05) = 27334563.
     memory = 546691264 + 27334563
     assert recommendation.target.memory_whole_bytes == memory
-    # Bounds: -15% / +100% of the target, truncated.
+    # Bounds: -15% / +30% of the target, truncated.
     assert recommendation.lower_bound.cpu_millicores == int(1016 * 0.85)
-    assert recommendation.upper_bound.cpu_millicores == 2032
+    assert recommendation.upper_bound.cpu_millicores == int(1016 * 1.3)
     assert recommendation.lower_bound.memory_whole_bytes == int(memory * 0.85)
-    assert recommendation.upper_bound.memory_whole_bytes == 2 * memory
+    assert recommendation.upper_bound.memory_whole_bytes == int(memory * 1.3)
+    # With half an hour of history the upper bound is widened as the VPA widens its own:
+    # x (1 + 1 / days), days = min(29 min of lifespan, 30 samples / 1440 a day).
+    young = recommend(frame)
+    assert young.upper_bound.cpu_millicores == int(int(1016 * 1.3) * (1 + 1440 / 29))
+    assert young.lower_bound.cpu_millicores == int(1016 * 0.85)
 
 
 def test_cpu_adds_a_share_of_the_burst_spread() -> None:
@@ -98,12 +104,13 @@ def test_cpu_adds_a_share_of_the_burst_spread() -> None:
     samples = [(m, 1.0, 500 * MIB) for m in range(95)]
     samples += [(m, 2.0, 500 * MIB) for m in range(95, 100)]
     frame = trace(samples)
-    # 1.016281 + 0.1 * (2.093480 - 1.016281) = 1.124001 cores.
-    assert recommend(frame).target.cpu_millicores == 1124
+    # 1.016281 + 0.12 * (2.093480 - 1.016281) = 1.145545 cores.
+    assert recommend(frame).target.cpu_millicores == 1145
+    assert recommend(frame, cpu_burst_weight=0.1).target.cpu_millicores == 1124
     assert recommend(frame, cpu_burst_weight=0.5).target.cpu_millicores == 1554
     assert recommend(frame, cpu_burst_weight=1.0).target.cpu_millicores == 2093
     # A CPU margin on top: int(1124 * 0.1) = 112.
-    assert recommend(frame, cpu_margin_fraction=0.1).target.cpu_millicores == 1124 + 112
+    assert recommend(frame, cpu_margin_fraction=0.1).target.cpu_millicores == 1145 + 114
 
 
 def test_minimums() -> None:
@@ -114,11 +121,12 @@ def test_minimums() -> None:
 
 
 def test_replays_in_the_simulator() -> None:
-    frame = trace([(m, 1.0, 500 * MIB) for m in range(180)]).with_columns(
+    frame = trace([(m, 1.0, 500 * MIB) for m in range(2 * 1440)]).with_columns(
         cpu_request=pl.lit(4.0), memory_request=pl.lit(2048.0 * MIB)
     )
     result = simulate(frame, "default")
-    # Requests 4x the usage are above the upper bound: one resize down, then none.
+    # Requests 4x the usage leave the upper bound once it is no longer widened for a young
+    # history: one resize down, then none (the profile of flat usage keeps the target).
     assert result.total.resizes == 1
     assert result.total.oom_kills == 0
     assert result.total.cpu_shortage_core_hours == 0
