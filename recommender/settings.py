@@ -189,6 +189,25 @@ def _in_cluster_namespace() -> str | None:
     return namespace or None
 
 
+class SafetySettings(BaseModel):
+    """Guards on how recommendations move from one write to the next (recommender/vpa/safety.py).
+    Off by default: the `vpa` strategy then writes exactly what the stock recommender would."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_increase: float | None = Field(
+        default=None, ge=0, description="largest relative rise of a target per write (0.5: 1.5x)"
+    )
+    max_decrease: float | None = Field(
+        default=None, ge=0, le=1, description="largest relative fall of a target per write"
+    )
+    memory_peak_margin: float | None = Field(
+        default=None,
+        ge=0,
+        description="memory is not lowered below the observed peak times (1 + this)",
+    )
+
+
 class LeaderElectionSettings(BaseModel):
     """Leader election on a `coordination.k8s.io/v1` Lease: with several replicas, only the
     holder writes. After validation `lease_namespace` and `identity` are never None."""
@@ -409,6 +428,9 @@ class Settings(BaseSettings):
         default=None,
         description="where usage history comes from; its cluster and history_s follow the "
         "top-level cluster and history_days",
+    )
+    safety: SafetySettings = Field(
+        default_factory=SafetySettings, description="guards on how recommendations move"
     )
     leader_election: LeaderElectionSettings = Field(
         default_factory=LeaderElectionSettings, description="leader election among replicas"

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from analytics.arrays import Int64Array
 from analytics.estimation import recommend_rows
+from analytics.estimators import PercentileEstimator, Resource
 from analytics.ingest import ingest_samples
 from analytics.recommendation import ContainerRecommendation
 from analytics.snapshot import SnapshotError, export_workload, import_workload
@@ -52,10 +54,13 @@ from recommender.vpa.objects import (
     VerticalPodAutoscaler,
     parse_vpa,
 )
+from recommender.vpa.safety import Observed, SafetyLimits, guard
 from recommender.vpa.selection import is_selected
 from recommender.vpa.status import desired_status, stale_status
 
 log = logging.getLogger(__name__)
+
+PEAK_MEMORY = PercentileEstimator(Resource.MEMORY, 1.0)
 
 VpaKey = tuple[str, str]
 """(namespace, name) of a VPA."""
@@ -88,6 +93,7 @@ class LoopOptions:
     strategy_params: Mapping[str, object] = field(default_factory=dict)
     status_change_threshold: float = 0.0
     max_allowed: Mapping[str, str] = field(default_factory=dict)
+    safety: SafetyLimits = field(default_factory=SafetyLimits)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,8 @@ class _NamespaceWork:
     settings: dict[str, Effective]
     resolutions: dict[str, Resolution] = field(default_factory=dict)
     matches: dict[str, list[PodView]] = field(default_factory=dict)
+    observed: dict[tuple[str, str], Observed] = field(default_factory=dict)
+    """By (VPA name, container): what the safety guards need."""
 
 
 class ClusterRecommender:
@@ -343,6 +351,9 @@ class ClusterRecommender:
             for name in sorted(work.resolutions):
                 report.results.append(self._write_stale(work.vpas[name], message, now))
             return
+        kills = frame.filter(pl.col("oom")).select("workload", "container").unique()
+        for workload, container in kills.iter_rows():
+            work.observed[(workload, container)] = Observed(oom_killed=True)
         if frame.height:
             samples = prepare_samples(frame)
             dropped = ingest_samples(self.store, samples)
@@ -448,9 +459,21 @@ class ClusterRecommender:
             settings = usable[chosen["workload"][positions[0]]]
             estimators = self.policies.estimators(settings)
             estimated = recommend_rows(self.store, rows[positions], estimators, _ns(now))
+            if self.options.safety.memory_peak_margin is not None:
+                self._observe_peaks(work, rows[positions], chosen[positions])
             for recommendation in estimated.recommendations:
                 by_vpa[recommendation.workload].append(recommendation)
         return by_vpa
+
+    def _observe_peaks(self, work: _NamespaceWork, rows: Int64Array, keys: pl.DataFrame) -> None:
+        """The memory peak of each row's container: the end of the highest non-empty bucket
+        of its memory-peak histogram, so never below the largest peak it holds."""
+        peaks = PEAK_MEMORY.estimate(self.store.estimation_input(rows))
+        for workload, container, peak in zip(
+            keys["workload"], keys["container"], peaks.tolist(), strict=True
+        ):
+            seen = work.observed.get((workload, container), Observed())
+            work.observed[(workload, container)] = Observed(peak or None, seen.oom_killed)
 
     def _write(
         self,
@@ -468,6 +491,8 @@ class ClusterRecommender:
             RecommendedContainerResources.model_validate(r.to_status_entry())
             for r in recommendations
         ]
+        observed = {c: seen for (w, c), seen in work.observed.items() if w == name}
+        entries = guard(entries, vpa.status.recommendation, observed, self.options.safety)
         try:
             capped = apply_policy(entries, policy, dict(settings.max_allowed), vpa_key=vpa.key)
         except PolicyError as error:

@@ -23,6 +23,7 @@ from recommender.observability.metrics import (
     start_metrics_server,
 )
 from recommender.settings import Settings
+from recommender.vpa.safety import SafetyLimits
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def loop_options(settings: Settings) -> LoopOptions:
         strategy_params=dict(settings.strategy_params),
         status_change_threshold=settings.status_change_threshold,
         max_allowed=max_allowed,
+        safety=SafetyLimits(**settings.safety.model_dump()),
     )
 
 

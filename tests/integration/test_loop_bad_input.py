@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import pytest
 
 from analytics.sources.prometheus import PrometheusHistory, load_config
-from recommender.kube.rest import JSON, KubeClient, load_api_client
+from recommender.kube.rest import JSON, MERGE_PATCH, KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport
+from recommender.vpa.safety import SafetyLimits
 from testbed.cluster import ControlPlane
 from testbed.demo import Demo, DemoWorkload, start_demo, vpa_manifest
 from testbed.process import free_port
@@ -308,3 +309,40 @@ def test_status_writes_refused_by_the_server_are_reported_and_retried_next_tick(
     assert outcome.outcome == "error"
     assert "500" in outcome.message
     assert _conditions(setup.vpa("late"))["RecommendationProvided"] == ("True", "")
+
+
+def test_the_safety_guards_hold_a_falling_target_back_to_the_configured_step(
+    setup: Setup,
+) -> None:
+    # A status written earlier with far larger targets; the engine now recommends much less.
+    vpa = setup.vpa("good")
+    status = vpa["status"]
+    (entry,) = status["recommendation"]["containerRecommendations"]
+    huge = {"cpu": "100", "memory": "100Gi"}
+    entry.update(target=huge, upperBound=huge)
+    setup.kube.request(
+        "PATCH",
+        vpa_path(setup.namespace, "good") + "/status",
+        body={"status": status},
+        content_type=MERGE_PATCH,
+    )
+    config = load_config({"connection": {"url": setup.demo.prometheus.url}})
+    options = LoopOptions(
+        namespaces=(setup.namespace,),
+        history=dt.timedelta(days=1),
+        safety=SafetyLimits(max_decrease=0.5),
+    )
+    now = setup.now + dt.timedelta(minutes=20)
+    recommender = ClusterRecommender(
+        setup.kube, PrometheusHistory(config), options, checkpoints=False, clock=lambda: now
+    )
+    recommender.start()
+    try:
+        report = recommender.tick()
+    finally:
+        recommender.stop()
+    assert {r.key: r.outcome for r in report.results}[f"{setup.namespace}/good"] == "written"
+    (written,) = setup.vpa("good")["status"]["recommendation"]["containerRecommendations"]
+    assert written["target"] == {"cpu": "50", "memory": "50Gi"}
+    assert written["uncappedTarget"]["memory"] != "50Gi", "the engine's own value is kept"
+    assert written["upperBound"] == written["target"], "bounds widened around the held target"
