@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -23,7 +24,9 @@ from analytics.simulate.replay import (
     simulate_many,
     strategy_named,
 )
+from analytics.sources.export import PrometheusExport, export_trace
 from analytics.sources.files import read_trace
+from analytics.sources.prometheus import PrometheusQueryError, load_config
 from analytics.sources.promql import format_duration, parse_duration
 
 _GROUPS = {
@@ -107,7 +110,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     generation.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,100-104")
     generation.add_argument("--days", type=float, default=14.0, help="days of samples (14)")
-    generation.add_argument("--step", default="1m", help="time between samples (1m)")
+    generation.add_argument(
+        "--step", default="1m", help="time between samples (1m), generated or exported"
+    )
+    export = parser.add_argument_group(
+        "exporting a live Prometheus to a trace (written to TRACES.parquet)"
+    )
+    export.add_argument(
+        "--export-from-prometheus",
+        metavar="URL",
+        help="read cAdvisor usage and kube-state-metrics requests of --namespace from this "
+        "Prometheus and write them as a trace",
+    )
+    export.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="namespace to export, repeatable or comma-separated (required)",
+    )
+    export.add_argument("--since", default="8d", help="how far back to export (8d)")
+    export.add_argument(
+        "--until", metavar="TIME", help="end of the export, ISO 8601 (default: now, UTC)"
+    )
+    export.add_argument("--cluster", default="default", help="the trace's cluster column")
+    export.add_argument(
+        "--workload-label",
+        metavar="LABEL",
+        help="a pod's workload is this Kubernetes label (kube_pod_labels' label_LABEL); "
+        "default: the pod name without its controller suffixes",
+    )
+    export.add_argument(
+        "--cadvisor-selector",
+        default='job="kubernetes-cadvisor"',
+        help='matchers of the cAdvisor scrape job (default job="kubernetes-cadvisor")',
+    )
+    export.add_argument(
+        "--kube-state-metrics-selector",
+        default='job="kube-state-metrics"',
+        help='matchers of the kube-state-metrics job (default job="kube-state-metrics")',
+    )
+    export.add_argument(
+        "--bearer-token-file", type=Path, metavar="FILE", help="bearer token for Prometheus"
+    )
     parser.set_defaults(func=_simulate)
 
 
@@ -142,6 +187,12 @@ def _strategy_params(
 
 def _simulate(args: argparse.Namespace) -> int:
     try:
+        if args.export_from_prometheus is not None:
+            if args.generate is not None:
+                raise _UsageError("give either --export-from-prometheus or --generate, not both")
+            if args.trace is None:
+                raise _UsageError("--export-from-prometheus writes to TRACES.parquet: give it")
+            return _export(args)
         if args.generate is not None:
             if args.trace is not None:
                 raise _UsageError("give either TRACES.parquet or --generate, not both")
@@ -174,6 +225,76 @@ def _generate(args: argparse.Namespace) -> int:
             f"{format_duration(step_s)}",
             file=sys.stderr,
         )
+    return 0
+
+
+def _until(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _UsageError(f"--until: not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _export(args: argparse.Namespace) -> int:
+    namespaces = _names(args.namespace)
+    if not namespaces:
+        raise _UsageError("--export-from-prometheus needs at least one --namespace")
+    since_s = parse_duration(args.since)
+    if since_s <= 0:
+        raise _UsageError(f"--since must be positive, got {args.since!r}")
+    end = _until(args.until)
+    start = end - timedelta(seconds=since_s)
+    connection: dict[str, object] = {"url": args.export_from_prometheus}
+    if args.bearer_token_file is not None:
+        connection["bearer_token_file"] = args.bearer_token_file
+    config = load_config(
+        {
+            "connection": connection,
+            "cluster": args.cluster,
+            "step_s": args.step,
+            "history_s": max(since_s, parse_duration(args.step)),
+            "cadvisor_selector": args.cadvisor_selector,
+            "kube_state_metrics_selector": args.kube_state_metrics_selector,
+        }
+    )
+    with PrometheusExport(config) as source:
+        try:
+            frame, report = export_trace(
+                source, namespaces, start, end, workload_label=args.workload_label
+            )
+        except PrometheusQueryError as error:
+            raise _UsageError(str(error)) from None
+    path = Path(args.trace)
+    try:
+        frame.write_parquet(path)
+    except OSError as error:
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
+    if not args.quiet:
+        for namespace in namespaces:
+            print(
+                f"{namespace}: {report.containers[namespace]} containers, "
+                f"{report.rows[namespace]} samples",
+                file=sys.stderr,
+            )
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items()))
+        print(
+            f"wrote {path}: {frame.height} samples from {start:%Y-%m-%dT%H:%M:%SZ} to "
+            f"{end:%Y-%m-%dT%H:%M:%SZ} in {report.queries} queries"
+            + (f"; dropped: {dropped}" if dropped else ""),
+            file=sys.stderr,
+        )
+        if report.without_request:
+            shown = ", ".join(report.without_request[:5])
+            more = len(report.without_request) - 5
+            print(
+                f"no kube-state-metrics requests for {len(report.without_request)} containers "
+                f"({shown}{f', and {more} more' if more > 0 else ''}): the simulator needs "
+                "them, `vpa-fleet recommend` does not",
+                file=sys.stderr,
+            )
     return 0
 
 
