@@ -359,6 +359,63 @@ class MetricsSettings(BaseModel):
     port: int = Field(default=9847, ge=0, le=65535, description="port; 0: any free port")
 
 
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class ApiSettings(BaseModel):
+    """The read-only gRPC inspection API served by `vpa-fleet run` (recommender/api). Off by
+    default; on a non-loopback address it needs a bearer token or mutual TLS."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="serve the gRPC inspection API")
+    listen: str = Field(
+        default="127.0.0.1:50051", description="host:port to listen on ([::]:50051: everywhere)"
+    )
+    token_file: Path | None = Field(
+        default=None, description="file holding the bearer token clients must send"
+    )
+    tls_cert_file: Path | None = Field(default=None, description="server certificate (PEM)")
+    tls_key_file: Path | None = Field(default=None, description="key of the certificate (PEM)")
+    client_ca_file: Path | None = Field(
+        default=None, description="CA of client certificates: clients must present one (mTLS)"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, listen: str) -> str:
+        host, separator, port = listen.strip().rpartition(":")
+        if not separator or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:50051 or [::]:50051")
+        return listen.strip()
+
+    @model_validator(mode="after")
+    def _secured(self) -> Self:
+        problems: list[Problem] = []
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            problems.append(
+                ("tls_key_file", "tls_cert_file and tls_key_file go together", self.tls_key_file)
+            )
+        if self.client_ca_file is not None and self.tls_cert_file is None:
+            problems.append(
+                ("client_ca_file", "needs tls_cert_file and tls_key_file", self.client_ca_file)
+            )
+        host = self.listen.rpartition(":")[0]
+        unauthenticated = self.token_file is None and self.client_ca_file is None
+        if self.enabled and unauthenticated and host not in _LOOPBACK_HOSTS:
+            problems.append(
+                (
+                    "token_file",
+                    f"listening on {self.listen} beyond loopback needs a token_file "
+                    "(or client_ca_file)",
+                    None,
+                )
+            )
+        if problems:
+            _fail(problems)
+        return self
+
+
 def _positive_quantity(text: str | None) -> str | None:
     if text is None:
         return None
@@ -436,6 +493,9 @@ class Settings(BaseSettings):
         default_factory=LeaderElectionSettings, description="leader election among replicas"
     )
     ray: RaySettings = Field(default_factory=RaySettings, description="where Ray runs")
+    api: ApiSettings = Field(
+        default_factory=ApiSettings, description="the read-only gRPC inspection API"
+    )
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="the recommender's own /metrics"
     )

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from analytics.sources.prometheus import PrometheusHistory
+from recommender.actuator.runner import actuate, build_actuator, report_actuation
+from recommender.actuator.service import ActuationReport
+from recommender.api.serve import ApiStartError, start_api
+from recommender.api.server import RunningServer, StatusBoard
 from recommender.kube.lease import LeaseElector
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport, VpaResult
@@ -83,10 +87,14 @@ class RecommenderActor:
             level=settings.log_level, format="%(levelname)s %(name)s: %(message)s", force=True
         )
         self.recommender = build_recommender(settings)
+        # The fallback actuator (settings actuator.enabled), run after each tick.
+        self.actuator = build_actuator(settings, self.recommender)
 
     def start(self) -> int:
         """Start watching and restore checkpoints; returns how many VPAs were restored."""
         self.recommender.start()
+        if self.actuator is not None:
+            self.actuator.start()
         return len(self.recommender.history_end)
 
     def tick(self) -> TickReport:
@@ -95,7 +103,14 @@ class RecommenderActor:
     def checkpoint(self) -> int:
         return self.recommender.checkpoint()
 
+    def actuate(self) -> ActuationReport | None:
+        if self.actuator is None:
+            return None
+        return actuate(self.actuator, self.recommender)
+
     def stop(self) -> None:
+        if self.actuator is not None:
+            self.actuator.stop()
         self.recommender.stop()
 
 
@@ -206,6 +221,10 @@ class _Actor:
         saved: int = self._call("checkpoint")
         return saved
 
+    def actuate(self) -> ActuationReport | None:
+        report: ActuationReport | None = self._call("actuate")
+        return report
+
     def close(self, *, checkpoint: bool, out: TextIO) -> None:
         try:
             if checkpoint:
@@ -243,6 +262,7 @@ class _Ticker:
     last_checkpoint: float = 0.0
     leading: bool = False
     metrics: RecommenderMetrics = METRICS
+    board: StatusBoard | None = None  # what the gRPC API's FleetStatus reports
 
     def step(self, stop: threading.Event) -> bool:
         """One tick (or a wait for the lease); False when the loop should end."""
@@ -257,7 +277,15 @@ class _Ticker:
         self.ticks += 1
         report = self.actor.tick()
         self.metrics.record_tick(self.settings.cluster, report)
+        if self.board is not None:
+            self.board.record_tick(
+                self.settings.cluster, dt.datetime.now(dt.UTC), report.vpas, len(report.errors)
+            )
         print_report(self.ticks, report, self.out)
+        # Only here, while leading: the lease holder alone acts.
+        actuation = self.actor.actuate() if self.settings.actuator.enabled else None
+        if actuation is not None:
+            report_actuation(actuation, self.settings.cluster, self.out, self.metrics)
         interval = self.settings.checkpoint_interval_s
         if self.ticks == 1 or time.monotonic() - self.last_checkpoint >= interval:
             saved = self.actor.checkpoint()
@@ -267,6 +295,19 @@ class _Ticker:
             return False
         stop.wait(max(0.0, began + self.settings.tick_interval_s - time.monotonic()))
         return not stop.is_set()
+
+
+def _start_api(settings: Settings, board: StatusBoard, out: TextIO) -> RunningServer | None:
+    """The gRPC inspection API when the settings enable it (recommender/api)."""
+    server = None
+    if settings.api.enabled:
+        try:
+            server = start_api(settings, board)
+        except ApiStartError as error:
+            raise ServiceError(str(error)) from None
+    shown = f"{settings.api.listen} (port {server.port})" if server else "(off)"
+    print(f"gRPC API:       {shown}", file=out)
+    return server
 
 
 def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
@@ -291,6 +332,8 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
     actor: _Actor | None = None
     ticker: _Ticker | None = None
     metrics_server: MetricsServer | None = None
+    api_server: RunningServer | None = None
+    board = StatusBoard()
     try:
         if settings.metrics.enabled:
             try:
@@ -300,12 +343,13 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
             except OSError as error:
                 raise ServiceError(f"{error} (settings metrics.address, metrics.port)") from None
         print(f"metrics:        {metrics_server.url if metrics_server else '(off)'}", file=out)
+        api_server = _start_api(settings, board, out)
         actor = _Actor(settings)
         restored = actor.start()
         print(f"restored the history of {restored} VPA(s) from checkpoints", file=out, flush=True)
         if leadership is not None:
             leadership.start()
-        ticker = _Ticker(settings, actor, leadership, out)
+        ticker = _Ticker(settings, actor, leadership, out, board=board)
         while ticker.step(stop):
             pass
         return 0
@@ -321,4 +365,6 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
             finally:
                 if metrics_server is not None:
                     metrics_server.stop()
+                if api_server is not None:
+                    api_server.stop()
                 stop_ray(runtime)

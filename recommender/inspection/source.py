@@ -1,0 +1,167 @@
+"""Reads what `inspect` and `explain` show from one cluster's API server: our VPAs, the pods
+their targets select, and their `RecommenderCheckpoint`s (the exact saved state). Read-only:
+only GET and LIST requests. Both the gRPC server and the CLI's direct mode use it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from analytics.strategies import build_estimators
+from recommender.api.generated.vpafleet.v1 import inspection_pb2 as pb
+from recommender.inspection.explain import ContainerExplanation, OomEvent, explain_container
+from recommender.inspection.summary import JSON, recommendation, running
+from recommender.kube.checkpoints import CheckpointError, CheckpointStore, checkpoint_path
+from recommender.kube.rest import KubeApiError, KubeClient
+from recommender.kube.status_writer import vpa_path
+from recommender.kube.targets import TargetResolver
+from recommender.loop.pods import pod_view
+from recommender.vpa.objects import InvalidVpaError, VerticalPodAutoscaler, parse_vpa
+from recommender.vpa.selection import is_selected
+
+log = logging.getLogger(__name__)
+
+VPA_API = "/apis/autoscaling.k8s.io/v1"
+
+
+class NotFoundError(LookupError):
+    """No such VPA of ours, or no saved state for it; the message names it."""
+
+
+@dataclass
+class ClusterInspector:
+    """What one cluster's VPAs of ours hold, and why.
+
+    `strategy`, `strategy_params` and `max_allowed` must be those the recommender runs with:
+    an explanation recomputes its target with them.
+    """
+
+    cluster: str
+    kube: KubeClient
+    recommender_name: str = "vpa-fleet"
+    strategy: str = "vpa"
+    strategy_params: Mapping[str, object] = field(default_factory=dict)
+    max_allowed: Mapping[str, str] = field(default_factory=dict)
+
+    def vpas(self, namespace: str = "", label_selector: str = "") -> list[VerticalPodAutoscaler]:
+        """Our VPAs (of one namespace, matching a label selector), by namespace and name.
+        Invalid ones are left out and logged."""
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        items, _ = self.kube.list_all(
+            f"{VPA_API}{scope}/verticalpodautoscalers", labelSelector=label_selector or None
+        )
+        ours = []
+        for item in items:
+            try:
+                vpa = parse_vpa(item)
+            except InvalidVpaError as error:
+                log.warning("skipping invalid VPA: %s", error)
+                continue
+            if is_selected(vpa, self.recommender_name):
+                ours.append(vpa)
+        return sorted(ours, key=lambda v: (v.metadata.namespace, v.metadata.name))
+
+    def vpa(self, namespace: str, name: str) -> VerticalPodAutoscaler:
+        where = f"VerticalPodAutoscaler {namespace}/{name}"
+        try:
+            item = self.kube.get(vpa_path(namespace, name))
+        except KubeApiError as error:
+            if error.not_found:
+                raise NotFoundError(f"{where} not found in cluster {self.cluster}") from None
+            raise
+        vpa = parse_vpa(item)
+        if not is_selected(vpa, self.recommender_name):
+            raise NotFoundError(
+                f"{where} is not ours: its spec.recommenders does not name "
+                f"{self.recommender_name!r}"
+            )
+        return vpa
+
+    def _pods(self, vpas: Sequence[VerticalPodAutoscaler]) -> dict[tuple[str, str], list[JSON]]:
+        """The pods each VPA's target selects, by (namespace, name)."""
+        by_namespace: dict[str, list[VerticalPodAutoscaler]] = defaultdict(list)
+        for vpa in vpas:
+            by_namespace[vpa.metadata.namespace].append(vpa)
+        resolver = TargetResolver(self.kube)
+        selected: dict[tuple[str, str], list[JSON]] = {}
+        for namespace, members in sorted(by_namespace.items()):
+            pods, _ = self.kube.list_all(f"/api/v1/namespaces/{namespace}/pods")
+            labels = [pod_view(p).labels for p in pods]
+            try:
+                resolver.prefetch(namespace, members)
+            except KubeApiError as error:  # each is then read on its own
+                log.warning("namespace %s: listing targets failed: %s", namespace, error)
+            for vpa in members:
+                selector = resolver.resolve(vpa).selector
+                selected[(namespace, vpa.metadata.name)] = [
+                    pod
+                    for pod, pod_labels in zip(pods, labels, strict=True)
+                    if selector.matches(pod_labels)
+                ]
+        return selected
+
+    def recommendations(
+        self, namespace: str = "", label_selector: str = ""
+    ) -> list[pb.Recommendation]:
+        vpas = self.vpas(namespace, label_selector)
+        pods = self._pods(vpas)
+        return [
+            recommendation(self.cluster, v, pods[(v.metadata.namespace, v.metadata.name)])
+            for v in vpas
+        ]
+
+    def recommendation(self, namespace: str, name: str) -> pb.Recommendation:
+        vpa = self.vpa(namespace, name)
+        return recommendation(self.cluster, vpa, self._pods([vpa])[(namespace, name)])
+
+    def explain(self, namespace: str, name: str, container: str | None) -> ContainerExplanation:
+        """The explanation of one container from the VPA's checkpoint (the saved state)."""
+        vpa = self.vpa(namespace, name)
+        params, _ = build_estimators(self.strategy, self.strategy_params)
+        store = CheckpointStore(self.kube, self.recommender_name, params=params.model_fields_only())
+        where = f"VerticalPodAutoscaler {namespace}/{name}"
+        try:
+            checkpoint = store.parse(self.kube.get(checkpoint_path(namespace, name)))
+        except KubeApiError as error:
+            if error.not_found:
+                raise NotFoundError(
+                    f"{where}: no RecommenderCheckpoint yet (the recommender saves one after "
+                    "its first tick with history)"
+                ) from None
+            raise
+        except CheckpointError as error:
+            raise NotFoundError(f"{where}: its checkpoint cannot be read: {error}") from None
+        if checkpoint.vpa_uid and checkpoint.vpa_uid != vpa.metadata.uid:
+            raise NotFoundError(
+                f"{where}: the checkpoint belongs to an earlier VPA of that name "
+                f"(uid {checkpoint.vpa_uid}, the VPA's is {vpa.metadata.uid})"
+            )
+        pods = running(self._pods([vpa])[(namespace, name)])
+        if container is None and len(checkpoint.aggregates) == 1:
+            container = checkpoint.aggregates[0].container
+        return explain_container(
+            cluster=self.cluster,
+            vpa=vpa,
+            container=container,
+            aggregates=checkpoint.aggregates,
+            as_of=checkpoint.history_end,
+            strategy=self.strategy,
+            strategy_params=self.strategy_params,
+            global_max_allowed=self.max_allowed,
+            oom_kills=_kills(pods, container),
+        )
+
+
+def _kills(pods: Sequence[JSON], container: str | None) -> list[OomEvent]:
+    """OOM kills the pods report in their containers' lastState."""
+    events = []
+    for pod in pods:
+        view = pod_view(pod)
+        for kill in view.oom_kills:
+            if container is None or kill.container == container:
+                request = view.memory_requests.get(kill.container)
+                events.append(OomEvent(view.name, kill.finished_at.astimezone(dt.UTC), request))
+    return events
