@@ -1,20 +1,19 @@
 """`default`: this project's strategy, designed to beat the stock VPA on the simulator.
 
-Built from the engine's state like every strategy (decaying histograms of CPU samples and of
-memory peaks), from four ideas:
+Two sources of state. The engine's decaying histograms (CPU samples, hourly memory peaks) give
+the estimates of `PodEstimators.estimate`, used before a day of history and wherever no
+hourly profile is kept:
 
-- **CPU sized to burstiness.** The target is a base percentile of CPU usage plus a share of
-  the spread up to a high percentile: `p_base + burst_weight * (p_burst - p_base)`, then a
-  small margin. A steady container's spread is small, so its request sits just above its
-  usage; a bursty one gets room in proportion to its bursts.
-- **Memory from the peaks.** The target is a high percentile of the memory peaks plus a margin.
-  OOM kills are already in those peaks (the engine bumps them), so no separate rule is needed.
-- **Shorter half-lives** than the VPA's, so requests come down sooner after a step down.
-- **Hysteresis.** The bounds are an asymmetric band around the target: the updater resizes
-  when the request falls below `target x (1 - lower_band)` (grows at once) or above
-  `target x (1 + upper_band)` (shrinks only when well oversized).
+- **CPU sized to burstiness**: `p_base + burst_weight * (p_burst - p_base)` of CPU usage.
+- **Memory from the peaks**: a high percentile of hourly peaks plus a margin; OOM kills are in
+  those peaks already (bumped by the engine).
+- **A band for hysteresis**: bounds `target x (1 - lower_band)` and `target x (1 + upper_band)`,
+  the upper one widened while history is short, as the VPA widens its own.
 
-Design, parameters and results on the generated families are in docs/simulate.md.
+`ProfiledEstimators.estimate_with_profile` also reads an `HourlyProfile`
+(`analytics.strategy_profile`): after a day, the request covers the same hours of the past
+week: it grows for the next hour and shrinks only when the next `profile_hold_hours` are all
+low, so a daily job costs two resizes a day. Design, parameters and results in docs/simulate.md.
 """
 
 from __future__ import annotations

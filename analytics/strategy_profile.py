@@ -6,7 +6,7 @@ hours can follow what the same hours of past days used. `HourlyProfile` keeps, p
 (workload container), the last `slots` hourly summaries in a ring indexed by absolute hour:
 the hour's CPU peak, CPU sum and sample count (for the mean), and memory peak (an OOM kill
 counts as `oom_bump_up_ratio` times the memory at the kill). With 168 slots (a week) that is
-4 x 168 numbers and 168 hour numbers per container: about 6 KiB, fixed, whatever the history.
+4 x 168 float64 and 168 int64 per container: about 6.6 KiB, fixed, whatever the history.
 
 Everything is arrays over many aggregates: `observe` folds a batch of samples in (numpy,
 no Python loop over containers), `predict` reads the profile of the coming hours. The state
