@@ -250,6 +250,8 @@ class Candidate:
     pods: tuple[PodInfo, ...] = ()
     peaks: Mapping[str, int] = field(default_factory=dict)
     """Container -> observed memory peak (bytes), where known."""
+    policy: Policy | None = None
+    """This VPA's settings when a RecommenderPolicy overrides them (None: the context's)."""
 
 
 @dataclass(frozen=True)
@@ -462,7 +464,7 @@ def decide(candidates: Sequence[Candidate], context: Context) -> list[Decision]:
 def _decide_one(
     candidate: Candidate, context: Context, cluster_count: int, namespace_count: int
 ) -> Decision:
-    policy, now = context.policy, context.now
+    policy, now = candidate.policy or context.policy, context.now
     vpa, finding, owner, workload = (
         candidate.vpa,
         candidate.finding,
@@ -574,11 +576,11 @@ def _decide_one(
         return skip(
             SkipReason.NOTHING_TO_CHANGE, "its pod template already has the recommended resources"
         )
-    if cluster_count >= policy.max_rollouts_per_cluster:
+    if cluster_count >= context.policy.max_rollouts_per_cluster:
         return skip(
             SkipReason.CLUSTER_LIMIT,
             f"{cluster_count} rollout(s) under way in the cluster "
-            f"(max_rollouts_per_cluster {policy.max_rollouts_per_cluster})",
+            f"(max_rollouts_per_cluster {context.policy.max_rollouts_per_cluster})",
         )
     if namespace_count >= policy.max_rollouts_per_namespace:
         return skip(

@@ -1,0 +1,468 @@
+"""The fallback actuator on the testbed: a real API server with the stock VPA updater and
+admission controller (the pinned release, with the `InPlace` feature gate), KWOK nodes and the
+simulated kubelet answering resizes. Each test deploys its own workload in this module's
+namespace and runs actuator passes by hand (one pass = what `vpa-fleet run` does after a tick).
+
+- `InPlace` mode (the updater never evicts) with the kubelet answering `Infeasible`: the
+  actuator rolls the Deployment out with the recommended resources;
+- the same behind a PodDisruptionBudget allowing no disruption: no rollout, and an Event says
+  why (once, not every pass);
+- dry-run: nothing changes, the plan is recorded;
+- a JVM workload (detected from its command) in `InPlaceOrRecreate`: its memory change comes
+  through a restart (a rollout that also sets resizePolicy memory RestartContainer), after
+  which the updater changes its CPU in place;
+- a single-replica workload (the updater leaves it alone) with the restart-annotation
+  method: restarted, and admitted with the recommendation by the admission controller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pytest
+from kubernetes import client
+
+from analytics.quantity import parse_quantity
+from recommender.actuator.audit import AuditAction, AuditRecord
+from recommender.actuator.plan import Method, Policy, SkipReason, Trigger
+from recommender.actuator.service import PLANNED, ROLLED_OUT, SKIPPED, ActuationReport, Actuator
+from recommender.kube.rest import JSON, KubeApiError, KubeClient, load_api_client
+from recommender.kube.status_writer import StatusWriter, WriteResult, vpa_path
+from recommender.vpa.objects import RecommendedContainerResources, parse_vpa
+from recommender.vpa.status import desired_status
+from testbed import demo
+from testbed.cluster import ControlPlane
+from testbed.kubelet_sim import RESIZE_ANNOTATION, Answer, KubeletSimulator
+from testbed.vpa_components import (
+    AdmissionController,
+    Updater,
+    start_admission_controller,
+    start_updater,
+)
+from tests.integration.kube_helpers import eventually, unique_namespace
+
+INTERVAL_S = 5.0
+REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+LIMITS = {"memory": "256Mi"}
+TARGET = {"cpu": "250m", "memory": "256Mi"}
+LOWER = {"cpu": "200m", "memory": "200Mi"}
+UPPER = {"cpu": "1", "memory": "1Gi"}
+JAVA = ["java", "-Xmx96m", "-jar", "/app.jar"]
+GATES = {"InPlace": True}
+
+
+@dataclass
+class Bed:
+    kube: KubeClient
+    namespace: str
+    simulator: KubeletSimulator
+    admission: AdmissionController
+    updater: Updater
+
+    def pods(self, app: str) -> list[JSON]:
+        items, _ = self.kube.list_all(
+            f"/api/v1/namespaces/{self.namespace}/pods", labelSelector=f"app={app}"
+        )
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def deployment(self, name: str) -> JSON:
+        return self.kube.get(f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}")
+
+    def vpas(self) -> dict[tuple[str, str], object]:
+        items, _ = self.kube.list_all(
+            f"/apis/autoscaling.k8s.io/v1/namespaces/{self.namespace}/verticalpodautoscalers"
+        )
+        return {(self.namespace, i["metadata"]["name"]): parse_vpa(i) for i in items}
+
+    def events(self, reason: str, uid: str) -> list[JSON]:
+        items, _ = self.kube.list_all(
+            f"/api/v1/namespaces/{self.namespace}/events",
+            fieldSelector=f"reason={reason},involvedObject.uid={uid}",
+        )
+        return items
+
+    def actuator(self, **policy: object) -> Actuator:
+        actuator = Actuator(
+            self.kube,
+            Policy(**policy),  # type: ignore[arg-type]
+            cluster="testbed",
+            namespaces=(self.namespace,),
+        )
+        actuator.start()
+        return actuator
+
+    def run(self, actuator: Actuator) -> ActuationReport:
+        report = actuator.run_once(self.vpas())  # type: ignore[arg-type]
+        assert not report.errors, report.errors
+        return report
+
+
+@pytest.fixture(scope="module")
+def bed(control_plane: ControlPlane, kube_api: client.ApiClient) -> Iterator[Bed]:
+    kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
+    namespace = unique_namespace(kube_api, "actuator")
+    eventually(
+        lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+        60,
+        f"the default ServiceAccount of {namespace}",
+    )
+    simulator = KubeletSimulator(kube, namespace=namespace).start()
+    admission: AdmissionController | None = None
+    updater: Updater | None = None
+    try:
+        admission = start_admission_controller(
+            control_plane, namespace=namespace, feature_gates=GATES
+        )
+        updater = start_updater(
+            control_plane,
+            admission_controller=admission,
+            namespace=namespace,
+            min_replicas=2,
+            interval_s=INTERVAL_S,
+            feature_gates=GATES,
+        )
+        yield Bed(kube, namespace, simulator, admission, updater)
+    finally:
+        if updater is not None:
+            updater.stop()
+        if admission is not None:
+            admission.stop()
+        simulator.stop()
+    assert simulator.errors == 0, "the kubelet simulator failed on some pods (see its log)"
+
+
+def _exists(kube: KubeClient, path: str) -> bool:
+    try:
+        kube.get(path)
+    except KubeApiError as error:
+        if error.not_found:
+            return False
+        raise
+    return True
+
+
+def _values(resources: dict[str, str] | None) -> dict[str, Fraction]:
+    return {name: parse_quantity(value) for name, value in (resources or {}).items()}
+
+
+def _requests(pod_or_template: JSON) -> dict[str, Fraction]:
+    return _values(pod_or_template["spec"]["containers"][0]["resources"].get("requests"))
+
+
+def _running_requests(pod: JSON) -> dict[str, Fraction]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    resources = statuses[0].get("resources") if statuses else None
+    return _values((resources or {}).get("requests"))
+
+
+def _template(bed: Bed, name: str) -> JSON:
+    template: JSON = bed.deployment(name)["spec"]["template"]
+    return template
+
+
+def _uids(pods: list[JSON]) -> set[str]:
+    return {p["metadata"]["uid"] for p in pods}
+
+
+def _deploy(
+    bed: Bed,
+    name: str,
+    *,
+    replicas: int,
+    mode: str,
+    answer: Answer | None = None,
+    command: list[str] | None = None,
+) -> list[JSON]:
+    """A VPA naming vpa-fleet and its Deployment; returns the pods once running with their
+    resources reported by the kubelet."""
+    kube, namespace = bed.kube, bed.namespace
+    kube.request(
+        "POST",
+        f"/apis/autoscaling.k8s.io/v1/namespaces/{namespace}/verticalpodautoscalers",
+        body=demo.vpa_manifest(namespace, name, "Deployment", update_mode=mode),
+    )
+    container = demo.container_manifest(
+        "app", requests=REQUESTS, limits=LIMITS, image="registry.example/app:1"
+    )
+    if command:
+        container["command"] = command
+    template = demo.pod_template(name, [container])
+    if answer is not None:
+        template["metadata"]["annotations"] = {RESIZE_ANNOTATION: answer.value}
+    kube.request(
+        "POST",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        body=demo.workload_manifest("Deployment", name, template, replicas=replicas),
+    )
+    return eventually(
+        lambda: (
+            pods
+            if len(pods := bed.pods(name)) == replicas
+            and all(_running_requests(p) == _values(REQUESTS) for p in pods)
+            else None
+        ),
+        90,
+        f"{replicas} running pod(s) of {name}",
+    )
+
+
+def _recommend(
+    bed: Bed,
+    name: str,
+    target: dict[str, str] = TARGET,
+    lower: dict[str, str] = LOWER,
+) -> None:
+    """Write a recommendation as vpa-fleet does (100m CPU is below LOWER: the updater acts
+    at once where it acts at all)."""
+    path = vpa_path(bed.namespace, name)
+    vpa = parse_vpa(bed.kube.get(path))
+    entry = RecommendedContainerResources(
+        containerName="app",
+        target=target,
+        lowerBound=lower,
+        upperBound=UPPER,
+        uncappedTarget=target,
+    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status = desired_status(vpa, [entry], pods_matched=True, now=now)
+    assert StatusWriter(bed.kube).write(vpa, status) is WriteResult.WRITTEN
+
+
+def _infeasible(bed: Bed, name: str, count: int) -> list[JSON]:
+    def pending() -> list[JSON] | None:
+        pods = bed.pods(name)
+        stuck = [
+            p
+            for p in pods
+            if any(
+                c["type"] == "PodResizePending" and c.get("reason") == "Infeasible"
+                for c in p.get("status", {}).get("conditions") or []
+            )
+        ]
+        return pods if len(stuck) >= count else None
+
+    return eventually(pending, 20 * INTERVAL_S, f"{count} resize(s) of {name} answered Infeasible")
+
+
+def _records(report: ActuationReport, workload: str) -> list[AuditRecord]:
+    """The decisions about one workload (the namespace holds the other tests' too)."""
+    return [r for r in report.records if r.workload_name == workload]
+
+
+def _uid(obj: JSON) -> str:
+    return str(obj["metadata"]["uid"])
+
+
+def test_infeasible_resize_is_rolled_out_with_the_recommendation(bed: Bed) -> None:
+    before = _uids(_deploy(bed, "stuck", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE))
+    _recommend(bed, "stuck")
+    _infeasible(bed, "stuck", 1)
+    # In InPlace mode the updater never evicts: without us the pods would stay as they are.
+    assert _uids(bed.pods("stuck")) == before
+
+    actuator = bed.actuator()
+    try:
+        report = bed.run(actuator)
+    finally:
+        actuator.stop()
+
+    [record] = _records(report, "stuck")
+    assert (record.action, record.trigger, record.dry_run) == (
+        AuditAction.ROLLOUT,
+        Trigger.INFEASIBLE.value,
+        False,
+    )
+    assert _requests(_template(bed, "stuck")) == _values(TARGET)
+    replaced = eventually(
+        lambda: (
+            pods
+            if len(pods := bed.pods("stuck")) == 2
+            and not _uids(pods) & before
+            and all(_running_requests(p) == _values(TARGET) for p in pods)
+            else None
+        ),
+        120,
+        "both pods of stuck replaced by pods running the target",
+    )
+    assert all(_requests(p) == _values(TARGET) for p in replaced)
+    deployment, vpa = (
+        bed.deployment("stuck"),
+        bed.kube.get(vpa_path(bed.namespace, "stuck")),
+    )
+    for obj in (deployment, vpa):
+        [event] = bed.events(ROLLED_OUT, _uid(obj))
+        assert "is Infeasible" in event["message"] and "cpu 100m -> 250m" in event["message"]
+
+
+def test_no_rollout_while_a_disruption_budget_allows_none(bed: Bed) -> None:
+    before = _uids(_deploy(bed, "guarded", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE))
+    bed.kube.request(
+        "POST",
+        f"/apis/policy/v1/namespaces/{bed.namespace}/poddisruptionbudgets",
+        body={
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "guarded"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}},
+        },
+    )
+    path = f"/apis/policy/v1/namespaces/{bed.namespace}/poddisruptionbudgets/guarded"
+    eventually(
+        lambda: (
+            (status := bed.kube.get(path).get("status", {})).get("currentHealthy") == 2
+            and status.get("disruptionsAllowed") == 0
+        ),
+        60,
+        "the disruption controller computing the budget (2 healthy, 0 disruptions allowed)",
+    )
+    _recommend(bed, "guarded")
+    _infeasible(bed, "guarded", 1)
+    generation = bed.deployment("guarded")["metadata"]["generation"]
+
+    actuator = bed.actuator()
+    try:
+        first = bed.run(actuator)
+        second = bed.run(actuator)
+    finally:
+        actuator.stop()
+
+    [record] = first.records
+    assert (record.action, record.reason) == (AuditAction.SKIP, SkipReason.DISRUPTION_BUDGET.value)
+    [again] = _records(second, "guarded")
+    assert again.count == 2  # the same decision, merged in the audit
+    assert bed.deployment("guarded")["metadata"]["generation"] == generation
+    assert _requests(_template(bed, "guarded")) == _values(REQUESTS)
+    assert _uids(bed.pods("guarded")) == before
+    vpa = bed.kube.get(vpa_path(bed.namespace, "guarded"))
+    for obj in (bed.deployment("guarded"), vpa):
+        [event] = bed.events(SKIPPED, _uid(obj))  # one Event, not one per pass
+        assert event["type"] == "Warning"
+        assert "PodDisruptionBudget guarded allows no disruption" in event["message"]
+        assert event["count"] == 1
+
+
+def test_dry_run_changes_nothing_and_records_the_plan(bed: Bed) -> None:
+    before = _uids(_deploy(bed, "planned", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE))
+    _recommend(bed, "planned")
+    _infeasible(bed, "planned", 1)
+    generation = bed.deployment("planned")["metadata"]["generation"]
+
+    actuator = bed.actuator(dry_run=True)
+    try:
+        report = bed.run(actuator)
+    finally:
+        actuator.stop()
+
+    [record] = _records(report, "planned")
+    assert (record.action, record.dry_run) == (AuditAction.ROLLOUT, True)
+    [resources] = record.resources
+    assert _values(dict(resources.requests)) == _values(TARGET)
+    assert "would be rolled out (dry run)" in record.message
+    assert [r for r in actuator.audit.records() if r.workload_name == "planned"] == [record]
+    assert bed.deployment("planned")["metadata"]["generation"] == generation
+    assert _requests(_template(bed, "planned")) == _values(REQUESTS)
+    assert _uids(bed.pods("planned")) == before
+    [event] = bed.events(PLANNED, _uid(bed.deployment("planned")))
+    assert "would be rolled out" in event["message"]
+
+
+def test_jvm_memory_changes_through_a_restart_and_cpu_in_place(bed: Bed) -> None:
+    before = _uids(_deploy(bed, "jvm", replicas=2, mode="InPlaceOrRecreate", command=JAVA))
+    actuator = bed.actuator()
+    try:
+        _recommend(bed, "jvm")
+        # Passes as `vpa-fleet run` makes them, until the actuator has acted (the updater
+        # may resize a pod in place first: that is a trigger too).
+        rollout = eventually(
+            lambda: next(
+                (r for r in _records(bed.run(actuator), "jvm") if r.action is AuditAction.ROLLOUT),
+                None,
+            ),
+            60,
+            "the actuator rolling out jvm",
+        )
+        assert rollout.trigger == Trigger.BOOT_MEMORY.value
+        assert "JVM (-Xmx96m in command/args)" in rollout.message
+        assert "its memory changes through a restart, its CPU in place" in rollout.message
+        template = _template(bed, "jvm")
+        assert template["spec"]["containers"][0]["resizePolicy"] == [
+            {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+            {"resourceName": "memory", "restartPolicy": "RestartContainer"},
+        ]
+        # Memory through a restart: new pods run the recommended memory.
+        restarted = eventually(
+            lambda: (
+                pods
+                if len(pods := bed.pods("jvm")) == 2
+                and not _uids(pods) & before
+                and all(_running_requests(p) == _values(TARGET) for p in pods)
+                else None
+            ),
+            120,
+            "both pods of jvm replaced, running the recommended memory",
+        )
+        for pod in restarted:
+            policy = {
+                p["resourceName"]: p["restartPolicy"]
+                for p in pod["spec"]["containers"][0]["resizePolicy"]
+            }
+            assert policy == {"cpu": "NotRequired", "memory": "RestartContainer"}
+        generation = bed.deployment("jvm")["metadata"]["generation"]
+
+        # A CPU change: the stock updater resizes in place, the actuator leaves it be.
+        cpu_target = {**TARGET, "cpu": "400m"}
+        _recommend(bed, "jvm", target=cpu_target, lower={**LOWER, "cpu": "350m"})
+        resized = eventually(
+            lambda: (
+                pods
+                if _uids(pods := bed.pods("jvm")) == _uids(restarted)
+                and all(_running_requests(p) == _values(cpu_target) for p in pods)
+                else None
+            ),
+            20 * INTERVAL_S,
+            "the updater resizing jvm's CPU in place (same pods)",
+        )
+        assert all(p["metadata"]["annotations"].get("vpaInPlaceUpdated") == "true" for p in resized)
+        report = bed.run(actuator)
+        assert not [r for r in _records(report, "jvm") if r.action is AuditAction.ROLLOUT]
+        assert bed.deployment("jvm")["metadata"]["generation"] == generation
+    finally:
+        actuator.stop()
+
+
+def test_single_replica_is_restarted_into_the_admission_controller(bed: Bed) -> None:
+    [pod] = _deploy(bed, "solo", replicas=1, mode="InPlaceOrRecreate")
+    _recommend(bed, "solo")
+    bed.updater.wait_loops(2)
+    assert _uids(bed.pods("solo")) == {_uid(pod)}, "the updater left the single pod alone"
+
+    actuator = bed.actuator(method=Method.RESTART_ANNOTATION)
+    try:
+        report = bed.run(actuator)
+    finally:
+        actuator.stop()
+
+    [record] = _records(report, "solo")
+    assert (record.action, record.trigger, record.reason) == (
+        AuditAction.ROLLOUT,
+        Trigger.BELOW_MIN_REPLICAS.value,
+        Method.RESTART_ANNOTATION.value,
+    )
+    template = _template(bed, "solo")
+    assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
+    assert _requests(template) == _values(REQUESTS), "the template keeps its resources"
+    [new] = eventually(
+        lambda: (
+            pods
+            if len(pods := bed.pods("solo")) == 1
+            and _uid(pods[0]) != _uid(pod)
+            and _running_requests(pods[0]) == _values(TARGET)
+            else None
+        ),
+        120,
+        "the restarted pod of solo admitted with the target",
+    )
+    assert "cpu request" in new["metadata"]["annotations"]["vpaUpdates"]
