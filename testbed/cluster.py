@@ -42,6 +42,7 @@ class ControlPlane:
     nodes: list[str] = field(default_factory=list)
     etcd_data: Path | None = None
     """etcd's data directory (in /dev/shm when there is one): removed on stop()."""
+    etcd_url: str = ""
 
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
         """Run the testbed's kubectl against this control plane; return stdout."""
@@ -52,6 +53,20 @@ class ControlPlane:
         if result.returncode != 0:
             raise TestbedError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
+
+    def stop_apiserver(self) -> None:
+        """Stop the API server alone, everything else running (fault tests)."""
+        for process in self.processes:
+            if process.name == "kube-apiserver":
+                process.stop()
+
+    def start_apiserver(self) -> None:
+        """Start the API server again, on its port and with etcd's data as it was."""
+        index = next(i for i, p in enumerate(self.processes) if p.name == "kube-apiserver")
+        if self.processes[index].alive():
+            raise TestbedError("the API server is running")
+        _start_apiserver(self, self.etcd_url, int(self.server.rsplit(":", 1)[1]))
+        self.processes[index] = self.processes.pop()
 
     def stop(self) -> None:
         """Stop every component, the last started first."""
@@ -329,7 +344,7 @@ def _start_once(
     data_root = Path(tempfile.mkdtemp(prefix="vpa-fleet-etcd-", dir=shm if shm.is_dir() else None))
     try:
         plane.etcd_data = data_root
-        etcd_url = _start_etcd(plane, data_root)
+        etcd_url = plane.etcd_url = _start_etcd(plane, data_root)
         plane.processes[-1].extra_stop.append(
             lambda: subprocess.run(["rm", "-rf", str(data_root)], check=False)
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class KubeApiError(RuntimeError):
     def gone(self) -> bool:
         """410: a watch's resourceVersion is older than what the server still keeps."""
         return self.status == 410
+
+    @property
+    def unreachable(self) -> bool:
+        """No answer at all: connection refused or reset, TLS failure, timeout (status 0)."""
+        return self.status == 0
 
     @property
     def retryable(self) -> bool:
@@ -105,15 +111,22 @@ class KubeClient:
         body: object = None,
         content_type: str = "application/json",
     ) -> JSON:
-        """One request; the decoded JSON answer, or KubeApiError for any non-2xx status."""
-        response = self._send(
-            method,
-            path,
-            query=query,
-            body=body,
-            content_type=content_type,
-            timeout=self.timeout_s,
-        )
+        """One request; the decoded JSON answer, or KubeApiError for any non-2xx status and
+        for no answer at all (status 0, `unreachable`)."""
+        try:
+            response = self._send(
+                method,
+                path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                timeout=self.timeout_s,
+            )
+        except (urllib3.exceptions.HTTPError, client.ApiException) as error:
+            if isinstance(error, client.ApiException) and error.status:
+                raise
+            reason = getattr(error, "reason", None) or error
+            raise KubeApiError(method, path, 0, "Unreachable", str(reason)) from error
         data = response.read()
         if not 200 <= response.status < 300:
             raise _error(method, path, response.status, response.reason, data)

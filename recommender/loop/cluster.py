@@ -191,6 +191,9 @@ class ClusterRecommender:
         # Resolved targetRefs, reused while the VPA keeps its uid and generation (the selector
         # of a Deployment, StatefulSet or DaemonSet cannot change) until they are this old.
         self._resolved: dict[VpaKey, tuple[str, int, dt.datetime, Resolution]] = {}
+        # Set when the API server stops answering during a tick: its remaining writes are
+        # reported at once instead of each waiting for a connection that will not come.
+        self._unreachable: str | None = None
         # The namespaces this recommender answers for (its shards in a fleet); None: all it sees.
         self.owned: frozenset[str] | None = None if owned is None else frozenset(owned)
 
@@ -299,6 +302,7 @@ class ClusterRecommender:
         started = time.monotonic()
         queries_before = self.prometheus.query_count
         report = TickReport(started=now)
+        self._unreachable = None
         ours = self.our_vpas()
         self._forget_missing(ours)
         by_namespace: dict[str, dict[str, VerticalPodAutoscaler]] = defaultdict(dict)
@@ -505,19 +509,28 @@ class ClusterRecommender:
             now=_condition_time(now),
             config_unsupported=resolution.config_unsupported,
         )
+        if self._unreachable is not None:
+            message = f"status not written: the API server did not answer ({self._unreachable})"
+            return VpaResult(vpa.key, "error", tuple(capped), message=message)
         try:
             outcome = self.writer.write(vpa, status, settings.status_change_threshold)
         except KubeApiError as error:
             log.error("VPA %s: status not written: %s", vpa.key, error)
+            if error.unreachable:  # the other writes of this tick would only wait for it too
+                self._unreachable = error.message
             return VpaResult(vpa.key, "error", tuple(capped), message=str(error))
         return VpaResult(vpa.key, outcome.value, tuple(capped), resolution.config_unsupported or "")
 
     def _write_stale(self, vpa: VerticalPodAutoscaler, message: str, now: dt.datetime) -> VpaResult:
         """Keep the recommendation as written, with a HistoryStale condition saying why."""
+        if self._unreachable is not None:
+            return VpaResult(vpa.key, "skipped", message=message)
         try:
             self.writer.write(vpa, stale_status(vpa, message, _condition_time(now)))
         except KubeApiError as error:
             log.error("VPA %s: HistoryStale condition not written: %s", vpa.key, error)
+            if error.unreachable:
+                self._unreachable = error.message
         return VpaResult(vpa.key, "skipped", message=message)
 
     # -- checkpoints ---------------------------------------------------------------------------
