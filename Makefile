@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml $(wildcard proto/vpafleet/v1/*.proto)
 ## install: the package and its dev tools into .venv/ (vpa-fleet lands in .venv/bin)
 install: $(STAMP)
 
-## testbed: build (or reuse from ~/.cache/vpa-fleet) the control plane binaries, install Prometheus
+## testbed: build (or reuse from ~/.cache/vpa-fleet) the control plane binaries, install Prometheus and Chromium
 testbed: install
 	bash testbed/build.sh all
 	bash testbed/install-prometheus.sh
+	bash testbed/install-chromium.sh
 
 ## lint: ruff, formatting, mypy --strict on recommender/ and analytics/
 lint: install

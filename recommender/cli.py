@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from recommender import __version__
-from recommender.commands import explain, inspect, recommend, run, simulate
+from recommender.commands import explain, inspect, recommend, report, run, simulate
 
 # Each subcommand module registers itself here; the order is the order of `--help`.
-_COMMANDS = (run, inspect, explain, recommend, simulate)
+_COMMANDS = (run, inspect, explain, recommend, simulate, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""`vpa-fleet report`: savings and risk of VPAs against their pods' requests and usage."""
