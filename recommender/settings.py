@@ -465,6 +465,12 @@ class Settings(BaseSettings):
         description="seconds a VPA's resolved targetRef is reused while the VPA is unchanged "
         "(0: resolve every tick)",
     )
+    kube_api_qps: float = Field(
+        default=50, gt=0, description="requests per second to the API server, on average"
+    )
+    kube_api_burst: int = Field(
+        default=100, ge=1, description="requests to the API server at once, before kube_api_qps"
+    )
     status_change_threshold: float = Field(
         default=0.0,
         ge=0,

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
 from kubernetes import client, config
+
+from recommender.kube.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,11 @@ class KubeClient:
 
     api: client.ApiClient
     timeout_s: float = 30.0
+    limiter: RateLimiter | None = None
+    """Client-side rate limit of every request (a watch counts once, when it starts)."""
+    requests: Counter[str] = field(default_factory=Counter)
+    """Requests sent, by method (WATCH for watches)."""
+    _count_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def _send(
         self,
@@ -87,6 +96,10 @@ class KubeClient:
         content_type: str,
         timeout: float | tuple[float, float] | None,
     ) -> Any:
+        if self.limiter is not None:
+            self.limiter.acquire()
+        with self._count_lock:
+            self.requests["WATCH" if query and query.get("watch") == "true" else method] += 1
         headers = {"Accept": "application/json", "Content-Type": content_type}
         params = [(k, _query_value(v)) for k, v in (query or {}).items() if v is not None]
         method, url, headers, body, _ = self.api.param_serialize(

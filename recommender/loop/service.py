@@ -18,6 +18,7 @@ from recommender.actuator.service import ActuationReport
 from recommender.api.serve import ApiStartError, start_api
 from recommender.api.server import RunningServer, StatusBoard
 from recommender.kube.lease import LeaseElector
+from recommender.kube.ratelimit import RateLimiter
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport, VpaResult
 from recommender.observability.metrics import (
@@ -61,7 +62,8 @@ def loop_options(settings: Settings) -> LoopOptions:
 
 def kube_client(settings: Settings) -> KubeClient:
     kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
-    return KubeClient(load_api_client(kubeconfig, settings.context))
+    limiter = RateLimiter(settings.kube_api_qps, settings.kube_api_burst)
+    return KubeClient(load_api_client(kubeconfig, settings.context), limiter=limiter)
 
 
 def build_recommender(settings: Settings) -> ClusterRecommender:
