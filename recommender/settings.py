@@ -36,7 +36,7 @@ import re
 import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn, Self
+from typing import Annotated, Any, Final, Literal, NoReturn, Self
 
 import yaml
 from pydantic import (
@@ -69,6 +69,7 @@ from analytics.strategies import get_strategy
 __all__ = [
     "ENV_PREFIX",
     "SERVICE_ACCOUNT_NAMESPACE_FILE",
+    "ActuatorSettings",
     "LeaderElectionSettings",
     "MetricsSettings",
     "RaySettings",
@@ -205,6 +206,58 @@ class SafetySettings(BaseModel):
         default=None,
         ge=0,
         description="memory is not lowered below the observed peak times (1 + this)",
+    )
+
+
+class ActuatorSettings(BaseModel):
+    """The fallback actuator (recommender/actuator, docs/actuation.md): rollouts of workloads
+    whose in-place resize the stock updater cannot complete. Off by default; a
+    RecommenderPolicy may override most fields for the VPAs it governs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="run the actuator after each tick")
+    dry_run: bool = Field(
+        default=False, description="decide, log, audit and report, but change no workload"
+    )
+    mode: Literal["patch", "restart-annotation"] = Field(
+        default="patch",
+        description="patch: the pod template's resources; restart-annotation: "
+        "kubectl.kubernetes.io/restartedAt on the template (needs the VPA admission controller)",
+    )
+    deferred_timeout_s: float = Field(
+        default=600, ge=0, description="seconds a resize may stay Deferred before a rollout"
+    )
+    max_rollouts_per_cluster: int = Field(
+        default=2, ge=0, description="rollouts under way at a time in the cluster"
+    )
+    max_rollouts_per_namespace: int = Field(
+        default=1, ge=0, description="rollouts under way at a time in one namespace"
+    )
+    cooldown_s: float = Field(
+        default=1800, ge=0, description="seconds after a rollout before the same workload again"
+    )
+    memory_margin: float = Field(
+        default=0.15,
+        ge=0,
+        description="a memory decrease stops at the observed peak times (1 + this)",
+    )
+    updater_min_replicas: int = Field(
+        default=2,
+        ge=1,
+        description="the stock updater's --min-replicas: smaller groups are the actuator's",
+    )
+    boot_memory_restart: bool = Field(
+        default=True,
+        description="runtimes that read memory at boot (JVM, Node, PostgreSQL, Redis, "
+        "Gunicorn) get memory changes through a restart, never in place",
+    )
+    admission_controller_namespace: str = Field(
+        default="kube-system",
+        description="where the VPA admission controller keeps its status Lease",
+    )
+    event_repeat_s: float = Field(
+        default=600, gt=0, description="seconds before a repeated Event is counted again"
     )
 
 
@@ -494,6 +547,10 @@ class Settings(BaseSettings):
     )
     safety: SafetySettings = Field(
         default_factory=SafetySettings, description="guards on how recommendations move"
+    )
+    actuator: ActuatorSettings = Field(
+        default_factory=ActuatorSettings,
+        description="the fallback actuator (docs/actuation.md); off by default",
     )
     leader_election: LeaderElectionSettings = Field(
         default_factory=LeaderElectionSettings, description="leader election among replicas"
