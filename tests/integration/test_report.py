@@ -391,3 +391,65 @@ def test_the_html_page_renders_its_charts_in_chromium(setup: Setup, tmp_path: Pa
     assert _near(control, "#d9d9d9", 2) < area / 10
     assert _near(control, "#1f77b4", 40) < 200
     assert not math.isnan(float(shot.mean()))
+
+
+# -- a fleet file, and a Prometheus that does not answer -------------------------------------
+
+
+def test_a_fleet_file_reports_its_clusters_namespaces(setup: Setup, tmp_path: Path) -> None:
+    shop = next(ns for ns in setup.namespaces if ns.endswith("shop"))
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "clusters:\n"
+        f"  - name: eu-1\n    kubeconfig: {setup.kubeconfig}\n"
+        f"    prometheus: {{connection: {{url: {setup.demo.prometheus.url}}}}}\n"
+        f"    include: [{shop}]\n"
+    )
+    argv = [str(VPA_FLEET), "report", "--fleet", str(fleet), "--by", "namespace", "-o", "csv"]
+    argv += ["--window", "1d", "--end", setup.end.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = pl.read_csv(io.StringIO(done.stdout))
+    assert rows.select("cluster", "namespace").rows() == [("eu-1", shop)]
+    assert rows["containers"].to_list() == [
+        sum(
+            len(w.containers)
+            for w in setup.demo.workloads
+            if w.namespace == shop and w.vpa and w.vpa.recommender == "vpa-fleet"
+        )
+    ]
+
+
+def test_a_prometheus_that_does_not_answer_fails_its_namespaces_by_name(setup: Setup) -> None:
+    argv = setup.argv("--by", "namespace", "-o", "csv")
+    argv[argv.index(setup.demo.prometheus.url)] = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr[-3000:]
+    for namespace in setup.namespaces:
+        assert (
+            f"vpa-fleet report: testbed/{namespace}: Prometheus at http://127.0.0.1:" in done.stderr
+        )
+    assert "failed (unreachable)" in done.stderr
+    assert done.stdout.splitlines()[0].startswith("cluster,")  # the report is still written
+
+
+def test_bad_flags_are_refused_before_anything_is_read(setup: Setup, tmp_path: Path) -> None:
+    for extra, message in (
+        (("--step", "4d"), "--step (4d) is longer than --window (3d)"),
+        (("-o", "parquet"), "-o parquet needs --output-file PATH"),
+        (("--end", "yesterday"), "--end: not an RFC 3339 time (got 'yesterday')"),
+    ):
+        done = subprocess.run(
+            setup.argv(*extra), capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
+    done = subprocess.run(
+        [str(VPA_FLEET), "report", "--fleet", str(tmp_path / "f.yaml"), "--context", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--fleet gives each cluster's connection; drop --context" in done.stderr
