@@ -567,7 +567,8 @@ class Settings(BaseSettings):
     fleet: Path | None = Field(
         default=None,
         description="fleet file (clusters, their Prometheus, actors): run the fleet on Ray "
-        "instead of one cluster; kubeconfig, context and prometheus are then per cluster",
+        "instead of one cluster; prometheus is then per cluster, and kubeconfig and context "
+        "name the home cluster (kubeconfig Secrets, the Lease)",
     )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

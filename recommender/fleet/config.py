@@ -12,21 +12,51 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analytics.sources.prometheus import PrometheusSourceConfig
 
-__all__ = ["ClusterConfig", "FleetConfig", "FleetConfigError", "load_fleet"]
+__all__ = ["ClusterConfig", "FleetConfig", "FleetConfigError", "SecretKeyRef", "load_fleet"]
+
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 class FleetConfigError(ValueError):
     """A fleet file that cannot be used; one line per problem, naming cluster and field."""
 
 
+class SecretKeyRef(BaseModel):
+    """A kubeconfig held in a Secret of the cluster the recommender runs in (the home
+    cluster: `--kubeconfig`/`--context`, in-cluster by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)
+    key: str = Field("kubeconfig", min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")
+    namespace: str | None = Field(
+        None,
+        max_length=63,
+        pattern=_DNS_LABEL,
+        description="default: the namespace the recommender runs in",
+    )
+
+
 class ClusterConfig(BaseModel):
-    """One cluster of the fleet. `prometheus.cluster` follows `name`."""
+    """One cluster of the fleet. `prometheus.cluster` follows `name`. Its API server is reached
+    through `kubeconfig` (a file), `kubeconfig_secret` (a Secret of the home cluster), or, with
+    neither, the in-cluster service account."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     kubeconfig: Path | None = Field(None, description="kubeconfig file; none: in-cluster")
+    kubeconfig_secret: SecretKeyRef | None = Field(
+        None, description="a Secret key holding the kubeconfig (credentials inline)"
+    )
     context: str | None = None
+    max_concurrent_passes: int | None = Field(
+        None,
+        ge=1,
+        description="namespace passes (each one Prometheus query at a time) running at once "
+        "on this cluster across all ShardActors; none: one per ShardActor holding its shards",
+    )
     prometheus: PrometheusSourceConfig
     include: tuple[str, ...] = Field(("*",), description="namespace glob patterns to serve")
     exclude: tuple[str, ...] = Field((), description="namespace glob patterns to leave out")
@@ -45,6 +75,15 @@ class ClusterConfig(BaseModel):
             data = {**data, "prometheus": prometheus}
         return data
 
+    @model_validator(mode="after")
+    def _one_way_in(self) -> Self:
+        if self.kubeconfig is not None and self.kubeconfig_secret is not None:
+            raise ValueError(
+                f"kubeconfig ({self.kubeconfig}) and kubeconfig_secret "
+                f"({self.kubeconfig_secret.name}): give one of them"
+            )
+        return self
+
     def serves(self, namespace: str) -> bool:
         """Whether the namespace is one of this cluster's shards."""
         included = any(fnmatch.fnmatchcase(namespace, p) for p in self.include)
@@ -56,6 +95,12 @@ class FleetConfig(BaseModel):
 
     clusters: tuple[ClusterConfig, ...] = Field(min_length=1)
     actors: int = Field(2, ge=1, description="number of ShardActors")
+    tick_budget_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long a fleet tick waits for each cluster; a cluster still busy then "
+        "is reported and not started again until it finishes",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> Self:

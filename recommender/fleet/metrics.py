@@ -32,6 +32,11 @@ class ShardMetrics:
         self.errors: Any = metrics.Counter(
             "vpa_fleet_errors_total", "namespace and VPA errors of ticks", tag_keys=TAGS
         )
+        self.busy_ticks: Any = metrics.Counter(
+            "vpa_fleet_busy_total",
+            "ticks that found the cluster still busy past the budget (no new work given)",
+            tag_keys=TAGS,
+        )
         self.shards: Any = metrics.Gauge(
             "vpa_fleet_shards", "(cluster, namespace) shards owned", tag_keys=TAGS
         )
@@ -61,3 +66,6 @@ class ShardMetrics:
         self.shards.set(shards, tags)
         self.containers.set(containers, tags)
         self.duration.observe(report.duration_s, tags)
+
+    def busy(self, cluster: str) -> None:
+        self.busy_ticks.inc(1, {"actor": self.actor, "cluster": cluster})

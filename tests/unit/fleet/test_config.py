@@ -66,3 +66,54 @@ def test_unreadable_and_not_yaml(tmp_path: Path) -> None:
         load_fleet(_write(tmp_path, "clusters: [unclosed"))
     with pytest.raises(FleetConfigError, match="expected a mapping"):
         load_fleet(_write(tmp_path, "- a list"))
+
+
+SECRET = """
+clusters:
+  - name: eu-1
+    kubeconfig_secret: {name: fleet-kubeconfigs, key: eu-1, namespace: vpa-fleet}
+    context: admin@eu-1
+    max_concurrent_passes: 2
+    prometheus: {connection: {url: "http://prom-eu:9090"}}
+  - name: us-1
+    kubeconfig_secret: {name: fleet-kubeconfigs}
+    prometheus: {connection: {url: "http://prom-us:9090"}}
+"""
+
+
+def test_kubeconfig_secrets_and_limits(tmp_path: Path) -> None:
+    fleet = load_fleet(_write(tmp_path, SECRET))
+    eu = fleet.cluster("eu-1")
+    assert eu.kubeconfig_secret is not None
+    assert (eu.kubeconfig_secret.namespace, eu.kubeconfig_secret.key) == ("vpa-fleet", "eu-1")
+    assert eu.max_concurrent_passes == 2
+    us = fleet.cluster("us-1").kubeconfig_secret
+    assert us is not None and (us.key, us.namespace) == ("kubeconfig", None)
+    assert fleet.cluster("us-1").max_concurrent_passes is None
+    assert fleet.tick_budget_s == 30
+
+
+def test_secret_errors_name_the_cluster_and_the_field(tmp_path: Path) -> None:
+    both = SECRET.replace(
+        "kubeconfig_secret: {name: fleet-kubeconfigs}\n",
+        "kubeconfig_secret: {name: fleet-kubeconfigs}\n    kubeconfig: /etc/kube/us\n",
+    )
+    with pytest.raises(FleetConfigError) as error:
+        load_fleet(_write(tmp_path, both))
+    assert "clusters[1] (us-1): kubeconfig (/etc/kube/us) and kubeconfig_secret" in str(error.value)
+    bad = SECRET.replace("key: eu-1", "key: 'a/b'").replace(
+        "max_concurrent_passes: 2", "max_concurrent_passes: 0"
+    )
+    with pytest.raises(FleetConfigError) as error:
+        load_fleet(_write(tmp_path, bad))
+    text = str(error.value)
+    assert "clusters[0] (eu-1).kubeconfig_secret.key: String should match pattern" in text
+    assert (
+        "clusters[0] (eu-1).max_concurrent_passes: Input should be greater than or equal to 1"
+        in text
+    )
+    missing = SECRET.replace("{name: fleet-kubeconfigs}", "{key: x}")
+    with pytest.raises(
+        FleetConfigError, match=r"clusters\[1\] \(us-1\)\.kubeconfig_secret\.name: Field required"
+    ):
+        load_fleet(_write(tmp_path, missing))
