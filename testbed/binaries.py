@@ -28,6 +28,7 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "helm": ("HELM_VERSION", ("helm",)),
     "vpa": ("VPA_VERSION", ("vpa-v1-crd-gen.yaml",)),
     "vpa-components": ("VPA_VERSION", ("updater", "admission-controller")),
+    "kuberay": ("KUBERAY_VERSION", ("ray.io_rayclusters.yaml",)),
 }
 
 

@@ -2,7 +2,7 @@
 # Builds the testbed's binaries from Go modules (through the Go module proxy) into a cache
 # keyed by version, so that a second run only checks that they are there.
 #
-#   testbed/build.sh [all|kube|etcd|kwok|helm|vpa|vpa-components]...
+#   testbed/build.sh [all|kube|etcd|kwok|helm|vpa|vpa-components|kuberay]...
 #
 # Cache: ${VPA_FLEET_CACHE:-~/.cache/vpa-fleet}/bin/<component>-<version>/
 set -euo pipefail
@@ -177,14 +177,30 @@ build_vpa_components() {
   run_logged "vpa-components-$VPA_VERSION" _vpa_components
 }
 
+# KubeRay's RayCluster CRD (the chart's fleet mode renders a RayCluster; the dry run needs the
+# CRD): taken from the ray-operator module's config/crd/bases, never copied into the repo.
+build_kuberay() {
+  local out=$cache/bin/kuberay-$KUBERAY_VERSION
+  if [[ -f $out/ray.io_rayclusters.yaml ]]; then return; fi
+  _kuberay() {
+    set -euo pipefail
+    local dir; dir=$(gomod_field "github.com/ray-project/kuberay/ray-operator@v$KUBERAY_VERSION" Dir)
+    mkdir -p "$out.tmp"
+    cp "$dir/config/crd/bases/ray.io_rayclusters.yaml" "$out.tmp/"
+    rm -rf "$out"; mv "$out.tmp" "$out"
+  }
+  run_logged "kuberay-$KUBERAY_VERSION" _kuberay
+}
+
 need_go
 targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
   case $t in
-    all) build_etcd; build_kwok; build_vpa; build_vpa_components; build_helm; build_kube ;;
+    all) build_etcd; build_kwok; build_vpa; build_vpa_components; build_helm; build_kuberay; build_kube ;;
     kube|etcd|kwok|helm|vpa) "build_$t" ;;
     vpa-components) build_vpa_components ;;
-    *) die "unknown component '$t' (expected one of: all kube etcd kwok helm vpa vpa-components)" ;;
+    kuberay) build_kuberay ;;
+    *) die "unknown component '$t' (expected one of: all kube etcd kwok helm vpa vpa-components kuberay)" ;;
   esac
 done
 log "binaries ready under $cache/bin"

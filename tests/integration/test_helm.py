@@ -28,6 +28,7 @@ from analytics.sources.prometheus import (
     load_config,
 )
 from recommender.cli import build_parser
+from recommender.fleet.config import load_fleet
 from recommender.kube.checkpoints import RECOMMENDER_LABEL, checkpoint_path
 from recommender.kube.lease import LeaseElector
 from recommender.kube.rest import JSON, JSON_PATCH, KubeApiError, KubeClient, load_api_client
@@ -37,6 +38,7 @@ from recommender.settings import Settings, load_settings
 from testbed import binaries
 from testbed.cluster import ControlPlane
 from testbed.demo import DEMO, KWOK_NODE_SELECTOR, start_demo, vpa_manifest, workload_manifest
+from testbed.process import TestbedError
 from tests.integration.kube_helpers import eventually, pod_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,11 +181,106 @@ def test_the_charts_crds_are_those_of_crds_dir() -> None:
     assert charts == ours, "helm/vpa-fleet/crds/ must be a copy of crds/ (cp crds/*.yaml ...)"
 
 
-def test_fleet_mode_fails_with_a_message_saying_it_is_not_available() -> None:
+# Fleet mode: two clusters, one read from the kubeconfig Secret, one in-cluster.
+FLEET_VALUES: dict[str, Any] = {
+    "mode": "fleet",
+    "fleet": {
+        "actors": 3,
+        "clusters": [
+            {
+                "name": "eu-1",
+                "prometheus": {"connection": {"url": "https://prom.eu-1:9090"}},
+                "exclude": ["kube-*"],
+                "max_concurrent_passes": 2,
+            },
+            {
+                "name": "home",
+                "inCluster": True,
+                "prometheus": {"connection": {"url": "http://prometheus.monitoring:9090"}},
+            },
+        ],
+        "ray": {"workers": {"replicas": 3, "objectStoreBytes": 512 * 1024**2}},
+    },
+}
+
+
+def test_fleet_mode_renders_a_raycluster_a_driver_and_the_fleet_file(tmp_path: Path) -> None:
+    helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, values=FLEET_VALUES)
+    manifests = render(FLEET_VALUES, release="prod", namespace="autoscaling")
+    kinds = sorted(m["kind"] for m in manifests)
+    assert kinds.count("Deployment") == 1 and kinds.count("RayCluster") == 1
+    # The kubeconfig Secret is read with get on its name only; the chart holds no kubeconfig.
+    roles = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Role"}
+    secrets_role = roles["prod-vpa-fleet-kubeconfigs"]
+    assert secrets_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["prod-vpa-fleet-kubeconfigs"],
+            "verbs": ["get"],
+        }
+    ]
+    assert [m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"] == [
+        "prod-vpa-fleet-ray-token"
+    ]
+    # The fleet file loads, with the Secret's key of each cluster's name.
+    data = only(manifests, "ConfigMap")["data"]
+    (tmp_path / "fleet.yaml").write_text(data["fleet.yaml"])
+    fleet = load_fleet(tmp_path / "fleet.yaml")
+    assert (fleet.actors, [c.name for c in fleet.clusters]) == (3, ["eu-1", "home"])
+    eu = fleet.cluster("eu-1")
+    assert eu.kubeconfig_secret is not None
+    assert (eu.kubeconfig_secret.namespace, eu.kubeconfig_secret.name) == (
+        "autoscaling",
+        "prod-vpa-fleet-kubeconfigs",
+    )
+    assert eu.kubeconfig_secret.key == "eu-1" and eu.max_concurrent_passes == 2
+    home = fleet.cluster("home")
+    assert home.kubeconfig is None and home.kubeconfig_secret is None  # in-cluster
+    # The driver: the real command line, Ray Client to the RayCluster's head, the Lease.
+    driver = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    container = driver["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    assert args.fleet == Path("/etc/vpa-fleet/fleet.yaml") and args.leader_elect
+    (tmp_path / "config.yaml").write_text(data["config.yaml"])
+    settings = load_settings(
+        tmp_path / "config.yaml", {"fleet": str(args.fleet), "leader_election.enabled": True}, {}
+    )
+    ray_cluster = only(manifests, "RayCluster")
+    assert ray_cluster["apiVersion"] == "ray.io/v1"
+    name = ray_cluster["metadata"]["name"]
+    assert settings.ray.address == f"ray://{name}-head-svc.autoscaling.svc:10001"
+    assert settings.leader_election.lease_namespace == "autoscaling"
+    # Ray: the head holds no ShardActor; workers and their /dev/shm sized from the values.
+    spec = ray_cluster["spec"]
+    assert spec["rayVersion"] == "2.60.0"
+    assert spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    (workers,) = spec["workerGroupSpecs"]
+    assert workers["replicas"] == workers["minReplicas"] == workers["maxReplicas"] == 3
+    assert workers["rayStartParams"]["object-store-memory"] == str(512 * 1024**2)
+    shm = next(v for v in workers["template"]["spec"]["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": str(576 * 1024**2)}
+    # One Ray token for every Ray process and the driver, from the Secret.
+    for pod in (driver, spec["headGroupSpec"]["template"]["spec"], workers["template"]["spec"]):
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == (
+            "prod-vpa-fleet-ray-token"
+        )
+        assert pod["serviceAccountName"] == "prod-vpa-fleet"
+    # The Ray pods are not the driver's: its Service and NetworkPolicy leave them alone.
+    selector = only(manifests, "Service")["spec"]["selector"]
+    ray_labels = workers["template"]["metadata"]["labels"]
+    assert not selector.items() <= ray_labels.items()
+
+
+def test_fleet_mode_refuses_no_clusters_and_tokens_in_the_fleet_file() -> None:
     error = helm_error("template", "rel", str(CHART), values={"mode": "fleet"})
-    assert "mode: fleet" in error
-    assert "not available yet" in error
-    assert "use mode: single" in error
+    assert "fleet.clusters: mode fleet needs at least one cluster" in error
+    bad = json.loads(json.dumps(FLEET_VALUES))
+    bad["fleet"]["clusters"][0]["prometheus"]["connection"]["bearer_token"] = "t"
+    error = helm_error("template", "rel", str(CHART), values=bad)
+    assert "/fleet/clusters/0/prometheus/connection" in error
 
 
 def test_values_the_chart_cannot_honour_fail_rendering_naming_them() -> None:
@@ -401,6 +498,63 @@ def test_namespaced_bindings_are_accepted_in_the_watched_namespaces(
     assert "rolebinding.rbac.authorization.k8s.io/rel-vpa-fleet created (server dry run)" in (
         applied
     )
+
+
+@pytest.fixture(scope="module")
+def kuberay_crd(control_plane: ControlPlane) -> str:
+    """KubeRay's RayCluster CRD (from the ray-operator Go module, cached by the testbed)."""
+    crd = binaries.path("kuberay", "ray.io_rayclusters.yaml")
+    control_plane.kubectl("apply", "--server-side", "-f", str(crd))
+
+    def established() -> bool:
+        crd = json.loads(control_plane.kubectl("get", "crd", "rayclusters.ray.io", "-o", "json"))
+        conditions = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    eventually(established, 60, "the RayCluster CRD to be established")
+    return "rayclusters.ray.io"
+
+
+def test_the_api_server_accepts_the_fleet_mode_objects(
+    control_plane: ControlPlane, namespace: str, kuberay_crd: str
+) -> None:
+    manifests = render(FLEET_VALUES, release=namespace, namespace=namespace, crds=True)
+    applied = _dry_run(control_plane, manifests)
+    for manifest in manifests:
+        kind, name = manifest["kind"].lower(), manifest["metadata"]["name"]
+        assert any(
+            line.startswith((f"{kind}.", f"{kind}/")) and f"/{name} " in line
+            for line in applied.splitlines()
+            if "(server dry run)" in line
+        ), f"{kind}/{name} not in:\n{applied}"
+    # The schema of the CRD is enforced: a RayCluster without a head is refused.
+    broken = json.loads(json.dumps(only(manifests, "RayCluster")))
+    del broken["spec"]["headGroupSpec"]
+    with pytest.raises(TestbedError, match="headGroupSpec"):
+        _dry_run(control_plane, [broken])
+
+
+def test_the_ray_pods_pass_podsecurity_restricted(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    control_plane.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    control_plane.kubectl("create", "serviceaccount", "rel-vpa-fleet", "-n", namespace)
+    ray_cluster = only(render(FLEET_VALUES, namespace=namespace), "RayCluster")["spec"]
+    templates = [ray_cluster["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in ray_cluster["workerGroupSpecs"]]
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**t["metadata"], "name": f"ray-probe-{i}", "namespace": namespace},
+            "spec": t["spec"],
+        }
+        for i, t in enumerate(templates)
+    ]
+    applied = _dry_run(control_plane, pods)
+    assert applied.count("created (server dry run)") == 2, applied
 
 
 def _pod_from_template(manifests: list[JSON], namespace: str) -> JSON:

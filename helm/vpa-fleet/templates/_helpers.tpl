@@ -65,11 +65,11 @@ Fails rendering on combinations the chart does not support, with a message namin
 Included by every template that depends on the mode.
 */}}
 {{- define "vpa-fleet.validate" -}}
-{{- if eq .Values.mode "fleet" }}
-{{- fail "mode: fleet (a KubeRay RayCluster computing for many clusters) is not available yet in this chart; use mode: single, which runs the recommender of this cluster in a Deployment with an embedded Ray" }}
-{{- end }}
-{{- if ne .Values.mode "single" }}
+{{- if not (has .Values.mode (list "single" "fleet")) }}
 {{- fail (printf "mode: expected single or fleet, got %q" .Values.mode) }}
+{{- end }}
+{{- if and (eq .Values.mode "fleet") (not .Values.fleet.clusters) }}
+{{- fail "fleet.clusters: mode fleet needs at least one cluster (name, prometheus, and how to reach it; docs/deploy.md)" }}
 {{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail (printf "replicaCount: %d replicas need leaderElection.enabled: true, otherwise every replica writes the same VPA statuses" (int .Values.replicaCount)) }}
