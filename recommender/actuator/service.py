@@ -31,7 +31,16 @@ from recommender.actuator.kube import (
     slim_pod,
     workload_path,
 )
-from recommender.actuator.plan import Candidate, Context, Decision, Policy, decide, find
+from recommender.actuator.plan import (
+    METHOD_ANNOTATION,
+    Candidate,
+    Context,
+    Decision,
+    Method,
+    Policy,
+    decide,
+    find,
+)
 from recommender.kube.cache import ListWatchCache
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from recommender.kube.targets import TargetResolver
@@ -203,11 +212,11 @@ class Actuator:
             return report
         try:
             self._refresh_rolling()
-            live = admission_controller_live(self.kube, self.admission_namespace, now)
         except (KubeApiError, InputError) as error:
             report.errors.append(f"actuator: {error}")
             log.error("actuator: pass stopped: %s", error)
             return report
+        live = self._admission_live(candidates, now)
         context = Context(
             now=now,
             policy=self.policy,
@@ -218,6 +227,22 @@ class Actuator:
         for decision in decide(candidates, context):
             report.records.append(self._carry_out(decision, objects, now, report))
         return report
+
+    def _admission_live(self, candidates: list[Candidate], now: dt.datetime) -> bool:
+        """Whether the admission controller runs, asked only when a candidate would restart
+        into it. Unreadable (a namespaced install cannot read kube-system) counts as not
+        running: the restart method is then refused, never used blind."""
+        if not any(
+            (c.policy or self.policy).method is Method.RESTART_ANNOTATION
+            or c.vpa.metadata.annotations.get(METHOD_ANNOTATION) == Method.RESTART_ANNOTATION
+            for c in candidates
+        ):
+            return True
+        try:
+            return admission_controller_live(self.kube, self.admission_namespace, now)
+        except (KubeApiError, InputError) as error:
+            log.warning("actuator: admission controller status not read: %s", error)
+            return False
 
     def _candidate(
         self,
