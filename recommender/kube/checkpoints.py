@@ -143,12 +143,11 @@ class CheckpointStore:
         what = f"{KIND} {key[0]}/{key[1]}"
         spec = _spec(checkpoint)
         path = checkpoint_path(*key)
+        # Known objects are replaced, unknown ones created, without a read first: a read
+        # happens only when the API server says the guess was wrong (409 or 404).
         metadata = self._written.get(key)
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
-            if metadata is None:
-                current = self._retrying(f"read {what}", lambda: self._read(path))
-                metadata = None if current is None else current.get("metadata", {})
             try:
                 if metadata is None:
                     body = _new_object(checkpoint, self.recommender, spec)
@@ -162,14 +161,15 @@ class CheckpointStore:
                         f"replace {what}", partial(self.kube.request, "PUT", path, body=body)
                     )
             except KubeApiError as error:
-                # 409: created or changed meanwhile (re-read); 404 on replace: deleted
-                # meanwhile (re-read, then create).
+                # 409: it exists (create) or changed meanwhile (replace): read it, replace it;
+                # 404 on replace: deleted meanwhile: create it.
                 replacing = metadata is not None
                 if last or not (error.conflict or (replacing and error.not_found)):
                     self._written.pop(key, None)
                     raise
                 log.info("%s changed meanwhile (%s); reading it again", what, error.reason)
-                metadata = None
+                current = self._retrying(f"read {what}", lambda: self._read(path))
+                metadata = None if current is None else current.get("metadata", {})
                 continue
             self._written[key] = _kept_metadata(written.get("metadata", {}))
             return
@@ -192,9 +192,12 @@ class CheckpointStore:
         problems: list[str] = []
         for item in self._list(namespaces):
             try:
-                checkpoints.append(self.parse(item))
+                checkpoint = self.parse(item)
             except CheckpointError as error:
                 problems.append(str(error))
+                continue
+            checkpoints.append(checkpoint)
+            self._written[checkpoint.key] = _kept_metadata(item.get("metadata", {}))
         checkpoints.sort(key=lambda c: c.key)
         return checkpoints, problems
 
