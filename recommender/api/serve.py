@@ -46,6 +46,7 @@ def inspectors(
             strategy=settings.strategy,
             strategy_params=dict(settings.strategy_params),
             max_allowed=max_allowed,
+            prometheus=settings.prometheus,
         )
         for name, kube in clients.items()
     }

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--config", type=Path, help="settings file of the recommender (strategy, caps)"
     )
+    parser.add_argument(
+        "--prometheus-url",
+        help="read the OOM kills of the history window from this Prometheus (direct mode; "
+        "default: the config's, else pod status only)",
+    )
     add_connection_flags(parser)
     parser.set_defaults(func=_explain)
 
@@ -66,6 +71,10 @@ def _explain(args: argparse.Namespace) -> int:
                 }
                 source.recommender_name = settings.recommender_name
                 source.cluster = args.cluster or settings.cluster
+                source.prometheus = settings.prometheus
+            if args.prometheus_url:
+                overrides = {"prometheus_url": args.prometheus_url, "cluster": source.cluster}
+                source.prometheus = load_settings(args.config, overrides).prometheus
             message = explanation_message(source.explain(namespace, name, args.container))
     except SettingsError as error:
         print(f"vpa-fleet explain: {args.config}: {error}", file=sys.stderr)

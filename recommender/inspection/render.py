@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ def _saved(savings: Any) -> str:
     if cpu is not None:
         parts.append(("-" if cpu < 0 else "") + format_cpu_millicores(abs(int(cpu))))
     if memory is not None:
-        parts.append(("-" if memory < 0 else "") + format_memory_bytes(abs(int(memory))))
+        parts.append(("-" if memory < 0 else "") + _value("bytes", abs(memory)))
     return "/".join(parts)
 
 
@@ -157,9 +158,12 @@ def recommendations_text(recommendations: Sequence[pb.Recommendation], output: s
 
 
 def _value(unit: str, value: float) -> str:
+    """A histogram value for reading (the steps below it keep the exact amounts)."""
     if unit == "cores":
         return f"{value * 1000:.6g}m"
-    return format_memory_bytes(round(value)) if value >= 1 else f"{value:.0f}"
+    if value >= 2**30:
+        return f"{value / 2**30:.4g}Gi"
+    return f"{value / 2**20:.4g}Mi" if value >= 2**20 else f"{value:.0f}"
 
 
 def histogram_lines(resource: pb.ResourceExplanation, marks: dict[float, str]) -> list[str]:
@@ -202,7 +206,12 @@ def explanation_text(e: pb.Explanation) -> str:
     each value from the percentile to what the status holds."""
     lines = [
         f"VPA {e.namespace}/{e.name} (cluster {e.cluster}), container {e.container}",
-        f"strategy {e.strategy}: " + ", ".join(f"{k}={v}" for k, v in sorted(e.parameters.items())),
+        *textwrap.wrap(
+            f"strategy {e.strategy}: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(e.parameters.items())),
+            width=100,
+            subsequent_indent="  ",
+        ),
         f"saved state as of {e.checkpoint_time}",
         f"samples: {e.sample_count} CPU samples, {e.first_sample_time or '-'} .. "
         f"{e.last_sample_time or '-'} ({e.history_days:.2f} days)",
@@ -243,7 +252,7 @@ def explanation_text(e: pb.Explanation) -> str:
                     None,
                 )
                 if end is not None:
-                    marks[end] = f"{marks.get(end, '')}<{label} {percent}".strip()
+                    marks[end] = f"{marks.get(end, '')} <{label} {percent}".strip()
         lines.append("  histogram (bucket, weight, cumulative, bar):")
         lines.extend(histogram_lines(r, marks))
         lines.extend(_estimate_lines("target", r.target))

@@ -10,6 +10,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from analytics.sources.prometheus import (
+    PrometheusHistory,
+    PrometheusQueryError,
+    PrometheusSourceConfig,
+)
 from analytics.strategies import build_estimators
 from recommender.api.generated.vpafleet.v1 import inspection_pb2 as pb
 from recommender.inspection.explain import ContainerExplanation, OomEvent, explain_container
@@ -45,6 +50,8 @@ class ClusterInspector:
     strategy: str = "vpa"
     strategy_params: Mapping[str, object] = field(default_factory=dict)
     max_allowed: Mapping[str, str] = field(default_factory=dict)
+    prometheus: PrometheusSourceConfig | None = None
+    """Where OOM kills of the saved history window are read (none: from pod status only)."""
 
     def vpas(self, namespace: str = "", label_selector: str = "") -> list[VerticalPodAutoscaler]:
         """Our VPAs (of one namespace, matching a label selector), by namespace and name.
@@ -142,6 +149,9 @@ class ClusterInspector:
         pods = running(self._pods([vpa])[(namespace, name)])
         if container is None and len(checkpoint.aggregates) == 1:
             container = checkpoint.aggregates[0].container
+        kills = _kills(pods, container)
+        if self.prometheus is not None:
+            kills = self._prometheus_kills(namespace, pods, container, checkpoint.history_end)
         return explain_container(
             cluster=self.cluster,
             vpa=vpa,
@@ -151,8 +161,37 @@ class ClusterInspector:
             strategy=self.strategy,
             strategy_params=self.strategy_params,
             global_max_allowed=self.max_allowed,
-            oom_kills=_kills(pods, container),
+            oom_kills=kills,
         )
+
+    def _prometheus_kills(
+        self, namespace: str, pods: Sequence[JSON], container: str | None, end: dt.datetime
+    ) -> list[OomEvent]:
+        """The OOM kills Prometheus saw of the VPA's pods over the history window before `end`
+        (one namespace fetch); pod status is the fallback when Prometheus cannot be read."""
+        assert self.prometheus is not None
+        start = end - dt.timedelta(seconds=self.prometheus.history_s)
+        views = {view.name: view for view in (pod_view(p) for p in pods)}
+        try:
+            with PrometheusHistory(self.prometheus) as prometheus:
+                frame = prometheus.fetch(namespace, start, end).oom_kills
+        except PrometheusQueryError as error:
+            log.warning("OOM kills of %s not read from Prometheus: %s", namespace, error)
+            return _kills(pods, container)
+        events = []
+        for row in frame.iter_rows(named=True):
+            view = views.get(row["pod"])
+            if view is None or (container is not None and row["container"] != container):
+                continue
+            moment = row["timestamp"]
+            events.append(
+                OomEvent(
+                    view.name,
+                    moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment,
+                    view.memory_requests.get(row["container"]),
+                )
+            )
+        return events
 
 
 def _kills(pods: Sequence[JSON], container: str | None) -> list[OomEvent]:
