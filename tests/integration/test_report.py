@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import math
 import re
 import shutil
@@ -25,6 +26,7 @@ import numpy as np
 import polars as pl
 import pytest
 import requests
+import yaml
 
 from analytics.quantity import parse_cpu_cores, parse_memory_bytes
 from recommender.kube.rest import KubeClient, load_api_client
@@ -453,3 +455,25 @@ def test_bad_flags_are_refused_before_anything_is_read(setup: Setup, tmp_path: P
     )
     assert done.returncode == 2
     assert "--fleet gives each cluster's connection; drop --context" in done.stderr
+
+
+def test_context_picks_the_cluster_as_kubectl_does(setup: Setup, tmp_path: Path) -> None:
+    """A kubeconfig whose current context points nowhere: --context names the real one."""
+    config = yaml.safe_load(setup.kubeconfig.read_text())
+    real = config["current-context"]
+    config["clusters"].append({"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}})
+    user = config["contexts"][0]["context"]["user"]
+    config["contexts"].append({"name": "other", "context": {"cluster": "nowhere", "user": user}})
+    config["current-context"] = "other"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    argv = setup.argv("--by", "cluster", "-o", "json", "-q")
+    argv[argv.index(str(setup.kubeconfig))] = str(kubeconfig)
+    done = subprocess.run(
+        [*argv, "--context", real], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)[0]["containers"] >= 6
+    failed = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert failed.returncode == 1
+    assert "testbed: cannot list VPAs:" in failed.stderr
