@@ -247,6 +247,12 @@ class ActuatorSettings(BaseModel):
         ge=1,
         description="the stock updater's --min-replicas: smaller groups are the actuator's",
     )
+    infeasible_grace_s: float = Field(
+        default=300,
+        ge=0,
+        description="InPlaceOrRecreate: seconds an Infeasible resize of a group the updater "
+        "handles is left to its eviction before a rollout",
+    )
     boot_memory_restart: bool = Field(
         default=True,
         description="runtimes that read memory at boot (JVM, Node, PostgreSQL, Redis, "

@@ -51,7 +51,8 @@ IN_PLACE_MODES = frozenset({UpdateMode.IN_PLACE_OR_RECREATE, UpdateMode.IN_PLACE
 
 class Trigger(StrEnum):
     INFEASIBLE = "Infeasible"
-    """A pod's resize is `PodResizePending` reason `Infeasible`."""
+    """A pod's resize is `PodResizePending` reason `Infeasible` (in InPlaceOrRecreate, for
+    longer than the updater's grace when the updater handles the group)."""
     DEFERRED = "Deferred"
     """A pod's resize is `PodResizePending` reason `Deferred` (for long enough, or not yet)."""
     BOOT_MEMORY = "BootMemory"
@@ -67,6 +68,7 @@ class SkipReason(StrEnum):
     SKIP_ANNOTATION = "SkipAnnotation"
     UPDATE_MODE = "UpdateMode"
     DEFERRED_WAITING = "DeferredNotLongEnough"
+    UPDATER_FIRST = "UpdaterFirst"
     NO_RECOMMENDATION = "NoRecommendation"
     BAD_METHOD = "InvalidRolloutMethod"
     ON_DELETE = "OnDelete"
@@ -101,6 +103,9 @@ class Policy:
     memory_margin: float = 0.15
     min_replicas: int = 2
     """The updater's --min-replicas: groups with fewer pods are the actuator's."""
+    infeasible_grace: dt.timedelta = dt.timedelta(minutes=5)
+    """In InPlaceOrRecreate, how long an Infeasible resize of a group the updater handles is
+    left to the updater (which evicts it on its next loops) before a rollout."""
     boot_memory_restart: bool = True
 
 
@@ -156,6 +161,9 @@ def find(
     live = sorted((p for p in pods if p.live), key=lambda p: p.name)
     if not live:
         return None
+    mode = vpa.update_mode
+    policy_min = vpa.spec.update_policy.min_replicas if vpa.spec.update_policy else None
+    minimum = policy_min if policy_min is not None else policy.min_replicas
     infeasible = [p for p in live if p.pending("Infeasible")]
     if infeasible:
         condition = infeasible[0].pending("Infeasible")
@@ -163,6 +171,19 @@ def find(
         detail = f"resize of pod {infeasible[0].name} is Infeasible"
         if condition.message:
             detail += f" ({condition.message})"
+        # The updater evicts such pods itself in this mode (groups it handles): a rollout
+        # on top would disrupt twice. It gets its chance first.
+        if mode is UpdateMode.IN_PLACE_OR_RECREATE and len(live) >= minimum:
+            since = condition.since
+            if since is None or now - since < policy.infeasible_grace:
+                due = since + policy.infeasible_grace if since else None
+                return Finding(
+                    Trigger.INFEASIBLE,
+                    tuple(p.name for p in infeasible),
+                    f"{detail} since {_time(since)}; left to the updater's eviction, a "
+                    f"rollout is due from {_time(due)}",
+                    ready=False,
+                )
         return Finding(Trigger.INFEASIBLE, tuple(p.name for p in infeasible), detail)
 
     deferred = [(p, c) for p in live if (c := p.pending("Deferred"))]
@@ -181,7 +202,6 @@ def find(
         )
 
     entries = _entries(vpa)
-    mode = vpa.update_mode
     # A resize under way (pending or in progress) is the kubelet's to finish first.
     resizing = any(p.resize for p in live)
     if policy.boot_memory_restart and mode in IN_PLACE_MODES and not resizing:
@@ -206,19 +226,16 @@ def find(
                         f"{container.boot_memory.describe()}, which reads its memory at boot",
                     )
 
-    if mode in UPDATER_MODES and not resizing:
-        policy_min = vpa.spec.update_policy.min_replicas if vpa.spec.update_policy else None
-        minimum = policy_min if policy_min is not None else policy.min_replicas
-        if len(live) < minimum:
-            for pod in live:
-                why = _outside_bounds(pod, entries)
-                if why:
-                    return Finding(
-                        Trigger.BELOW_MIN_REPLICAS,
-                        tuple(p.name for p in live),
-                        f"{len(live)} pod(s), fewer than the updater's min-replicas {minimum}, "
-                        f"which leaves them alone; pod {pod.name}: {why}",
-                    )
+    if mode in UPDATER_MODES and not resizing and len(live) < minimum:
+        for pod in live:
+            why = _outside_bounds(pod, entries)
+            if why:
+                return Finding(
+                    Trigger.BELOW_MIN_REPLICAS,
+                    tuple(p.name for p in live),
+                    f"{len(live)} pod(s), fewer than the updater's min-replicas {minimum}, "
+                    f"which leaves them alone; pod {pod.name}: {why}",
+                )
 
     if deferred:
         pod, condition = deferred[0]
@@ -504,6 +521,12 @@ def _decide_one(
     mode = vpa.update_mode
     if mode not in UPDATER_MODES:
         return skip(SkipReason.UPDATE_MODE, f"the VPA's update mode is {mode.value}")
+    if not finding.ready and finding.trigger is Trigger.INFEASIBLE:
+        return skip(
+            SkipReason.UPDATER_FIRST,
+            "the stock updater evicts Infeasible pods of the groups it handles; waiting "
+            f"{policy.infeasible_grace.total_seconds():g} s for it",
+        )
     if not finding.ready:
         return skip(
             SkipReason.DEFERRED_WAITING,

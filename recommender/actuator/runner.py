@@ -5,10 +5,11 @@ RecommenderPolicies the recommender already holds, and reported by the driver.""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import defaultdict
 from typing import TextIO
 
-from recommender.actuator.audit import AuditAction
+from recommender.actuator.audit import AuditAction, AuditRecord
 from recommender.actuator.overrides import with_overrides
 from recommender.actuator.peaks import memory_peaks
 from recommender.actuator.plan import Method, Policy
@@ -21,6 +22,23 @@ from recommender.settings import ActuatorSettings, Settings
 from recommender.vpa.objects import VerticalPodAutoscaler
 
 
+class AuditMirror:
+    """The actuator's audit trail as of its last pass, kept in the driver for the gRPC API
+    (the actuator itself lives in the recommender's Ray actor)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[AuditRecord] = []
+
+    def update(self, records: list[AuditRecord]) -> None:
+        with self._lock:
+            self._records = list(records)
+
+    def __call__(self) -> list[AuditRecord]:
+        with self._lock:
+            return list(self._records)
+
+
 def policy_from_settings(settings: ActuatorSettings) -> Policy:
     return Policy(
         dry_run=settings.dry_run,
@@ -31,6 +49,7 @@ def policy_from_settings(settings: ActuatorSettings) -> Policy:
         max_rollouts_per_namespace=settings.max_rollouts_per_namespace,
         memory_margin=settings.memory_margin,
         min_replicas=settings.updater_min_replicas,
+        infeasible_grace=dt.timedelta(seconds=settings.infeasible_grace_s),
         boot_memory_restart=settings.boot_memory_restart,
     )
 

@@ -75,6 +75,8 @@ class ActuationReport:
 
     records: list[AuditRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    audit: list[AuditRecord] = field(default_factory=list)
+    """The whole audit trail after the pass (what the gRPC API lists)."""
 
     @property
     def rollouts(self) -> int:
@@ -175,6 +177,17 @@ class Actuator:
     # -- the pass ------------------------------------------------------------------------------
 
     def run_once(
+        self,
+        vpas: Mapping[VpaKey, VerticalPodAutoscaler],
+        peaks: Peaks = _no_peaks,
+        policy_for: PolicyFor | None = None,
+    ) -> ActuationReport:
+        """One pass: decide, act, report; the report carries the audit trail after it."""
+        report = self._pass(vpas, peaks, policy_for)
+        report.audit = self.audit.records()
+        return report
+
+    def _pass(
         self,
         vpas: Mapping[VpaKey, VerticalPodAutoscaler],
         peaks: Peaks = _no_peaks,

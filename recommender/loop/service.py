@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from analytics.sources.prometheus import PrometheusHistory
-from recommender.actuator.runner import actuate, build_actuator, report_actuation
+from recommender.actuator.runner import AuditMirror, actuate, build_actuator, report_actuation
 from recommender.actuator.service import ActuationReport
 from recommender.api.serve import ApiStartError, start_api
 from recommender.api.server import RunningServer, StatusBoard
@@ -265,6 +265,7 @@ class _Ticker:
     leading: bool = False
     metrics: RecommenderMetrics = METRICS
     board: StatusBoard | None = None  # what the gRPC API's FleetStatus reports
+    audit: AuditMirror | None = None  # what the gRPC API's ListActions reports
 
     def step(self, stop: threading.Event) -> bool:
         """One tick (or a wait for the lease); False when the loop should end."""
@@ -288,6 +289,8 @@ class _Ticker:
         actuation = self.actor.actuate() if self.settings.actuator.enabled else None
         if actuation is not None:
             report_actuation(actuation, self.settings.cluster, self.out, self.metrics)
+            if self.audit is not None:
+                self.audit.update(actuation.audit)
         interval = self.settings.checkpoint_interval_s
         if self.ticks == 1 or time.monotonic() - self.last_checkpoint >= interval:
             saved = self.actor.checkpoint()
@@ -299,12 +302,14 @@ class _Ticker:
         return not stop.is_set()
 
 
-def _start_api(settings: Settings, board: StatusBoard, out: TextIO) -> RunningServer | None:
+def _start_api(
+    settings: Settings, board: StatusBoard, out: TextIO, audit: AuditMirror | None = None
+) -> RunningServer | None:
     """The gRPC inspection API when the settings enable it (recommender/api)."""
     server = None
     if settings.api.enabled:
         try:
-            server = start_api(settings, board)
+            server = start_api(settings, board, audit=audit)
         except ApiStartError as error:
             raise ServiceError(str(error)) from None
     shown = f"{settings.api.listen} (port {server.port})" if server else "(off)"
@@ -335,7 +340,7 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
     ticker: _Ticker | None = None
     metrics_server: MetricsServer | None = None
     api_server: RunningServer | None = None
-    board = StatusBoard()
+    board, audit = StatusBoard(), (AuditMirror() if settings.actuator.enabled else None)
     try:
         if settings.metrics.enabled:
             try:
@@ -345,13 +350,13 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
             except OSError as error:
                 raise ServiceError(f"{error} (settings metrics.address, metrics.port)") from None
         print(f"metrics:        {metrics_server.url if metrics_server else '(off)'}", file=out)
-        api_server = _start_api(settings, board, out)
+        api_server = _start_api(settings, board, out, audit)
         actor = _Actor(settings)
         restored = actor.start()
         print(f"restored the history of {restored} VPA(s) from checkpoints", file=out, flush=True)
         if leadership is not None:
             leadership.start()
-        ticker = _Ticker(settings, actor, leadership, out, board=board)
+        ticker = _Ticker(settings, actor, leadership, out, board=board, audit=audit)
         while ticker.step(stop):
             pass
         return 0

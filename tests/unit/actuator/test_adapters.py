@@ -16,7 +16,7 @@ from recommender.actuator.kube import rollout_patch, slim_pod
 from recommender.actuator.overrides import with_overrides
 from recommender.actuator.peaks import memory_peaks
 from recommender.actuator.plan import Decision, Method, Policy, Trigger
-from recommender.actuator.runner import policy_from_settings, report_actuation
+from recommender.actuator.runner import AuditMirror, policy_from_settings, report_actuation
 from recommender.actuator.service import ActuationReport
 from recommender.observability.metrics import RecommenderMetrics
 from recommender.policy.objects import ActuatorOverrides
@@ -209,3 +209,24 @@ def test_what_run_prints_and_counts() -> None:
     assert (
         sample("vpa_fleet_actuator_actions_total", {**labels, "outcome": "DisruptionBudget"}) == 1
     )
+
+
+def test_the_driver_keeps_the_last_audit_trail_for_the_api() -> None:
+    mirror = AuditMirror()
+    assert mirror() == []
+    record = AuditRecord(
+        time=NOW,
+        cluster="c",
+        namespace="shop",
+        workload_kind="Deployment",
+        workload_name="web",
+        vpa="web",
+        action=AuditAction.SKIP,
+        trigger="Infeasible",
+        reason="Cooldown",
+        message="m",
+    )
+    mirror.update([record])
+    listed = mirror()
+    listed.clear()  # a copy: the caller cannot change what the mirror holds
+    assert mirror() == [record]

@@ -70,6 +70,21 @@ def test_deferred_resize_waits_for_the_configured_time() -> None:
     assert old is not None and old.ready
 
 
+def test_infeasible_is_left_to_the_updater_where_it_evicts() -> None:
+    two = [pod(pending="Infeasible", since=NOW - dt.timedelta(minutes=4)), pod("web-2")]
+    policy = Policy(infeasible_grace=dt.timedelta(minutes=5))
+    waiting = find(vpa(), two, NOW, policy)
+    assert waiting is not None and not waiting.ready
+    assert "a rollout is due from 2026-11-29T12:01:00Z" in waiting.detail
+    decision = one(candidate(pods=tuple(two)), policy=policy)
+    assert decision.reason is SkipReason.UPDATER_FIRST  # type: ignore[attr-defined]
+    later = find(vpa(), two, NOW + dt.timedelta(minutes=1), policy)
+    assert later is not None and later.ready
+    # InPlace never evicts, and the updater leaves single pods alone: no waiting.
+    assert find(vpa(mode="InPlace"), two, NOW, policy).ready  # type: ignore[union-attr]
+    assert find(vpa(), two[:1], NOW, policy).ready  # type: ignore[union-attr]
+
+
 def test_nothing_to_do_for_settled_pods_within_bounds() -> None:
     inside = container(requests={"cpu": "300m", "memory": "300Mi"})
     assert find(vpa(), [pod(spec=inside)], NOW, Policy()) is None
