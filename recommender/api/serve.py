@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from analytics.sources.prometheus import PrometheusSourceConfig
 from recommender.api.auth import TokenError, read_token
 from recommender.api.server import (
     AuditSource,
+    FleetSource,
     InspectionService,
     RunningServer,
     StatusBoard,
     Tls,
     start_server,
 )
+from recommender.fleet.access import ClusterAccessError, HomeCluster, cluster_client
+from recommender.fleet.config import FleetConfig
 from recommender.inspection.source import ClusterInspector
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.settings import Settings
@@ -22,14 +26,17 @@ class ApiStartError(RuntimeError):
     """The API cannot start; the message names the setting to fix."""
 
 
-def inspectors(
-    settings: Settings, clients: Mapping[str, KubeClient] | None = None
-) -> dict[str, ClusterInspector]:
-    """One inspector per cluster run: the settings' cluster, or `clients` by cluster name (a
-    fleet), all with the settings' strategy and caps."""
-    if clients is None:
+Clusters = Mapping[str, tuple[KubeClient, PrometheusSourceConfig | None]]
+"""The clusters of a fleet by name: their API server and their Prometheus."""
+
+
+def inspectors(settings: Settings, clusters: Clusters | None = None) -> dict[str, ClusterInspector]:
+    """One inspector per cluster run: the settings' cluster, or `clusters` (a fleet), all
+    with the settings' strategy and caps."""
+    if clusters is None:
         kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
-        clients = {settings.cluster: KubeClient(load_api_client(kubeconfig, settings.context))}
+        kube = KubeClient(load_api_client(kubeconfig, settings.context))
+        clusters = {settings.cluster: (kube, settings.prometheus)}
     max_allowed = {
         resource: quantity
         for resource, quantity in (
@@ -46,9 +53,9 @@ def inspectors(
             strategy=settings.strategy,
             strategy_params=dict(settings.strategy_params),
             max_allowed=max_allowed,
-            prometheus=settings.prometheus,
+            prometheus=prometheus,
         )
-        for name, kube in clients.items()
+        for name, (kube, prometheus) in clusters.items()
     }
 
 
@@ -57,7 +64,7 @@ def start_api(
     board: StatusBoard,
     *,
     audit: AuditSource | None = None,
-    clients: Mapping[str, KubeClient] | None = None,
+    clusters: Clusters | None = None,
 ) -> RunningServer:
     """Serve the API of `settings.api` (which must be enabled)."""
     api = settings.api
@@ -68,8 +75,27 @@ def start_api(
     tls = None
     if api.tls_cert_file is not None and api.tls_key_file is not None:
         tls = Tls(api.tls_cert_file, api.tls_key_file, api.client_ca_file)
-    service = InspectionService(inspectors(settings, clients), audit=audit, board=board)
+    service = InspectionService(inspectors(settings, clusters), audit=audit, board=board)
     try:
         return start_server(service, api.listen, token=token, tls=tls)
     except (RuntimeError, OSError) as error:
         raise ApiStartError(f"{error} (settings api.*)") from None
+
+
+def start_fleet_api(
+    settings: Settings,
+    fleet: FleetConfig,
+    home: HomeCluster,
+    status: FleetSource,
+    *,
+    audit: AuditSource | None = None,
+) -> RunningServer:
+    """Serve the API of a fleet: every cluster of the fleet file, FleetStatus from `status`
+    (the Coordinator's)."""
+    try:
+        clusters = {c.name: (cluster_client(c, home), c.prometheus) for c in fleet.clusters}
+    except ClusterAccessError as error:
+        raise ApiStartError(f"the API cannot reach a cluster: {error}") from None
+    return start_api(
+        settings, StatusBoard(mode="fleet", fleet=status), audit=audit, clusters=clusters
+    )

@@ -27,6 +27,7 @@ from recommender.api.auth import BearerTokenInterceptor
 from recommender.api.convert import AuditEntry, action_message, explanation_message, rfc3339
 from recommender.api.generated.vpafleet.v1 import inspection_pb2 as pb
 from recommender.api.generated.vpafleet.v1 import inspection_pb2_grpc as pb_grpc
+from recommender.fleet.status import FleetStatus
 from recommender.inspection.explain import ExplainError
 from recommender.inspection.source import ClusterInspector, NotFoundError
 from recommender.kube.rest import KubeApiError
@@ -47,12 +48,17 @@ class ClusterTick:
     errors: int
 
 
+FleetSource = Callable[[], FleetStatus | None]
+"""The fleet Coordinator's status now (None while its actors are not running)."""
+
+
 @dataclass
 class StatusBoard:
-    """What the running recommender last did, for FleetStatus: each cluster's last tick and
-    which actor holds which shards. Written by the loop's thread, read by the server's."""
+    """What the running recommender last did, for FleetStatus. One cluster: each cluster's
+    last tick, written by the loop's thread. A fleet: `fleet` asks the Coordinator."""
 
     mode: str = "cluster"
+    fleet: FleetSource | None = None
     clusters: dict[str, ClusterTick] = field(default_factory=dict)
     shards: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -66,6 +72,10 @@ class StatusBoard:
             self.shards = {actor: list(held) for actor, held in shards.items()}
 
     def message(self, known: Iterable[str], now: dt.datetime) -> pb.FleetStatusResponse:
+        if self.fleet is not None:
+            status = self.fleet()
+            if status is not None:
+                return fleet_message(status)
         with self._lock:
             response = pb.FleetStatusResponse(mode=self.mode)
             for name in sorted({*known, *self.clusters}):
@@ -82,6 +92,54 @@ class StatusBoard:
             for actor, held in sorted(self.shards.items()):
                 response.actors.append(pb.ActorStatus(name=actor, shards=held))
             return response
+
+
+def _lag(seconds: float | None) -> float:
+    return -1.0 if seconds is None else seconds
+
+
+def fleet_message(status: FleetStatus) -> pb.FleetStatusResponse:
+    """The Coordinator's status (recommender/fleet/status.py) as the API's message."""
+    response = pb.FleetStatusResponse(
+        mode="fleet", ticks=status.ticks, last_tick=rfc3339(status.last_tick)
+    )
+    for shard in status.shards:
+        response.shards.append(
+            pb.ShardStatus(
+                cluster=shard.cluster,
+                namespace=shard.namespace,
+                actor=shard.actor,
+                last_tick=rfc3339(shard.last_tick),
+                lag_seconds=_lag(shard.lag_s),
+                last_error=shard.last_error or "",
+            )
+        )
+    for cluster in status.clusters:
+        mine = [s for s in status.shards if s.cluster == cluster.name]
+        ticked = [s.last_tick for s in mine if s.last_tick is not None]
+        lags = [s.lag_s for s in mine if s.lag_s is not None]
+        response.clusters.append(
+            pb.ClusterStatus(
+                name=cluster.name,
+                last_tick=rfc3339(min(ticked)) if ticked else "",
+                lag_seconds=max(lags) if lags else -1.0,
+                errors=sum(1 for s in mine if s.last_error),
+                shards=cluster.shards,
+                last_discovery=rfc3339(cluster.last_discovery),
+                discovery_error=cluster.discovery_error or "",
+                busy_on=list(cluster.busy_on),
+            )
+        )
+    for actor in status.actors:
+        response.actors.append(
+            pb.ActorStatus(
+                name=actor.name,
+                shards=list(actor.shards),
+                last_answer=rfc3339(actor.last_answer),
+                errors=list(actor.errors),
+            )
+        )
+    return response
 
 
 def _page_token(key: tuple[str, ...]) -> str:

@@ -10,19 +10,25 @@ namespace, and a driver that does not lead starts nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from recommender.api.serve import ApiStartError, start_fleet_api
+from recommender.api.server import RunningServer
 from recommender.fleet.access import HomeCluster
 from recommender.fleet.actors import Coordinator, FleetTick, ShardActor
 from recommender.fleet.config import FleetConfig, FleetConfigError, load_fleet
 from recommender.fleet.limits import LIMITER_NAME, PassLimiter
+from recommender.fleet.status import FleetStatus
 from recommender.kube.lease import LeaseElector
 from recommender.loop.service import Leadership, ServiceError, print_report
 from recommender.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SHARD_ACTOR_PREFIX = "shard-"
 COORDINATOR_NAME = "coordinator"
@@ -198,6 +204,18 @@ class _FleetDriver:
         stop.wait(max(0.0, began + self.settings.tick_interval_s - time.monotonic()))
         return not stop.is_set()
 
+    def fleet_status(self) -> FleetStatus | None:
+        """The Coordinator's status, for the gRPC API (None while the actors are not up)."""
+        actors = self.actors
+        if actors is None:
+            return None
+        try:
+            status: FleetStatus = self.ray.get(actors.coordinator.status.remote(), timeout=30)
+        except self.ray.exceptions.RayError as error:  # busy or restarting: say nothing
+            log.warning("fleet status for the API not read: %s", error)
+            return None
+        return status
+
     def close(self) -> None:
         """Checkpoint on the way out (when leading and not --once), then end the actors."""
         if self.actors is None:
@@ -226,7 +244,16 @@ def run_fleet(settings: Settings, path: Path, stop: threading.Event, out: TextIO
     print(f"Ray:            {runtime.address}", file=out)
     print(f"Ray dashboard:  {runtime.dashboard_url or '(off)'}", file=out, flush=True)
     driver = _FleetDriver(ray, fleet, settings, lead, out)
+    api_server: RunningServer | None = None
     try:
+        if settings.api.enabled:
+            try:
+                api_server = start_fleet_api(
+                    settings, fleet, home_cluster(settings), driver.fleet_status
+                )
+            except ApiStartError as error:
+                raise ServiceError(str(error)) from None
+            print(f"gRPC API:       {settings.api.listen} (port {api_server.port})", file=out)
         if lead is not None:
             lead.start()
         while driver.step(stop):
@@ -240,4 +267,6 @@ def run_fleet(settings: Settings, path: Path, stop: threading.Event, out: TextIO
                 if lead is not None:
                     lead.stop()
             finally:
+                if api_server is not None:
+                    api_server.stop()
                 stop_ray(runtime)

@@ -23,6 +23,7 @@ from recommender.api.server import (
     StatusBoard,
     start_server,
 )
+from recommender.fleet.status import ActorStatus, ClusterStatus, FleetStatus, ShardStatus
 
 TOKEN = "s3cret-token"
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -149,3 +150,47 @@ def test_an_unknown_cluster_is_not_found(served: tuple[RunningServer, StatusBoar
         pytest.raises(ClientError, match="NOT_FOUND: cluster 'nope' not served"),
     ):
         client.explain("shop", "web", cluster="nope")
+
+
+def test_in_fleet_mode_the_status_is_the_coordinator_s() -> None:
+    taken = NOW
+    status = FleetStatus(
+        taken_at=taken,
+        ticks=4,
+        last_tick=taken - dt.timedelta(seconds=30),
+        actors=(
+            ActorStatus("shard-0", ("eu-1/shop", "us-1/batch"), taken, ()),
+            ActorStatus("shard-1", ("eu-1/batch",), None, ("dead",)),
+        ),
+        clusters=(
+            ClusterStatus("eu-1", 2, taken, None, ()),
+            ClusterStatus("us-1", 1, None, "connection refused", ("shard-0",)),
+        ),
+        shards=(
+            ShardStatus("eu-1", "batch", "shard-1", taken - dt.timedelta(seconds=90), 90.0, "x"),
+            ShardStatus("eu-1", "shop", "shard-0", taken - dt.timedelta(seconds=30), 30.0, None),
+            ShardStatus("us-1", "batch", "shard-0", None, None, None),
+        ),
+    )
+    answers: list[FleetStatus | None] = [None, status]
+    board = StatusBoard(mode="fleet", fleet=lambda: answers.pop(0))
+    assert board.message(["eu-1", "us-1"], NOW).mode == "fleet"  # actors not up yet
+    message = board.message(["eu-1", "us-1"], NOW)
+    assert (message.mode, message.ticks, message.last_tick) == ("fleet", 4, "2026-11-29T11:59:30Z")
+    eu, us = message.clusters
+    assert (eu.name, eu.lag_seconds, eu.errors, eu.shards) == ("eu-1", 90.0, 1, 2)
+    assert eu.last_tick == "2026-11-29T11:58:30Z"
+    assert (us.lag_seconds, us.discovery_error, list(us.busy_on)) == (
+        -1.0,
+        "connection refused",
+        ["shard-0"],
+    )
+    assert [(s.cluster, s.namespace, s.actor, s.lag_seconds) for s in message.shards] == [
+        ("eu-1", "batch", "shard-1", 90.0),
+        ("eu-1", "shop", "shard-0", 30.0),
+        ("us-1", "batch", "shard-0", -1.0),
+    ]
+    assert [(a.name, a.last_answer, list(a.errors)) for a in message.actors] == [
+        ("shard-0", "2026-11-29T12:00:00Z", []),
+        ("shard-1", "", ["dead"]),
+    ]
