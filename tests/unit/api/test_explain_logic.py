@@ -12,9 +12,9 @@ import pytest
 from analytics.estimation import recommend_rows
 from analytics.ingest import ingest_samples
 from analytics.quantity import parse_cpu_millicores, parse_memory_bytes
-from analytics.snapshot import AggregateSnapshot, export_workload
+from analytics.snapshot import AggregateSnapshot, export_workload, import_workload
 from analytics.store import AggregateStore
-from analytics.strategies import build_estimators
+from analytics.strategies import STRATEGIES, build_estimators
 from analytics.usage import prepare_samples
 from recommender.inspection.explain import ExplainError, explain_container
 from recommender.vpa.capping import apply_policy
@@ -26,9 +26,13 @@ from recommender.vpa.objects import (
 from tests.unit.analytics.traces import mixed_trace
 
 
-def _state() -> tuple[AggregateStore, tuple[AggregateSnapshot, ...], dt.datetime]:
+def _state(
+    strategy: str = "vpa",
+) -> tuple[AggregateStore, tuple[AggregateSnapshot, ...], dt.datetime]:
+    """Two days of prod/shop/api ingested with the strategy's model parameters."""
     trace = mixed_trace(3, days=2)
-    store = AggregateStore.empty()
+    params, _ = build_estimators(strategy)
+    store = AggregateStore.empty(params.model_fields_only())
     ingest_samples(store, prepare_samples(trace))
     end = trace["timestamp"].max()
     assert isinstance(end, dt.datetime)
@@ -186,3 +190,26 @@ def test_unknown_or_ambiguous_containers_and_expired_state_are_refused() -> None
             aggregates=snapshots,
             as_of=end + dt.timedelta(days=30),
         )
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_is_explained_down_to_the_engine_s_numbers(strategy: str) -> None:
+    _, snapshots, end = _state(strategy)
+    explanation = explain_container(
+        cluster="prod",
+        vpa=_vpa(),
+        container="app",
+        aggregates=snapshots,
+        as_of=end,
+        strategy=strategy,
+    )
+    params, estimators = build_estimators(strategy)
+    fresh = AggregateStore.empty(params.model_fields_only())
+    import_workload(fresh, "prod", "shop", "api", snapshots)
+    now_ns = int(end.timestamp()) * 10**9 + end.microsecond * 1000
+    engine = recommend_rows(fresh, fresh.all_rows(), estimators, now_ns)
+    entry = next(r for r in engine.recommendations if r.container_name == "app")
+    assert explanation.capped.target == entry.target.to_quantities()
+    for resource in explanation.resources:
+        for bound in (resource.target, resource.lower_bound, resource.upper_bound):
+            assert bound.steps and bound.steps[-1].value == bound.uncapped
