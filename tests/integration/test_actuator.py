@@ -12,7 +12,9 @@ namespace and runs actuator passes by hand (one pass = what `vpa-fleet run` does
   through a restart (a rollout that also sets resizePolicy memory RestartContainer), after
   which the updater changes its CPU in place;
 - a single-replica workload (the updater leaves it alone) with the restart-annotation
-  method: restarted, and admitted with the recommendation by the admission controller.
+  method: restarted, and admitted with the recommendation by the admission controller;
+- StatefulSets: RollingUpdate rolled out by their controller; OnDelete gets the template but
+  keeps its pods; a DaemonSet is reported, not rolled.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ class Bed:
         )
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
-    def deployment(self, name: str) -> JSON:
-        return self.kube.get(f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}")
+    def deployment(self, name: str, kind: str = "Deployment") -> JSON:
+        return self.kube.get(f"/apis/apps/v1/namespaces/{self.namespace}/{kind.lower()}s/{name}")
 
     def vpas(self) -> dict[tuple[str, str], object]:
         items, _ = self.kube.list_all(
@@ -175,14 +177,16 @@ def _deploy(
     mode: str,
     answer: Answer | None = None,
     command: list[str] | None = None,
+    kind: str = "Deployment",
+    strategy: str | None = None,
 ) -> list[JSON]:
-    """A VPA naming vpa-fleet and its Deployment; returns the pods once running with their
-    resources reported by the kubelet."""
+    """A VPA naming vpa-fleet and its workload (`replicas` pods; for a DaemonSet, the number
+    of KWOK nodes); returns the pods once running with their resources reported."""
     kube, namespace = bed.kube, bed.namespace
     kube.request(
         "POST",
         f"/apis/autoscaling.k8s.io/v1/namespaces/{namespace}/verticalpodautoscalers",
-        body=demo.vpa_manifest(namespace, name, "Deployment", update_mode=mode),
+        body=demo.vpa_manifest(namespace, name, kind, update_mode=mode),
     )
     container = demo.container_manifest(
         "app", requests=REQUESTS, limits=LIMITS, image="registry.example/app:1"
@@ -192,11 +196,12 @@ def _deploy(
     template = demo.pod_template(name, [container])
     if answer is not None:
         template["metadata"]["annotations"] = {RESIZE_ANNOTATION: answer.value}
-    kube.request(
-        "POST",
-        f"/apis/apps/v1/namespaces/{namespace}/deployments",
-        body=demo.workload_manifest("Deployment", name, template, replicas=replicas),
+    manifest = demo.workload_manifest(
+        kind, name, template, replicas=None if kind == "DaemonSet" else replicas
     )
+    if strategy is not None:
+        manifest["spec"]["updateStrategy"] = {"type": strategy}
+    kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/{kind.lower()}s", body=manifest)
     return eventually(
         lambda: (
             pods
@@ -466,3 +471,89 @@ def test_single_replica_is_restarted_into_the_admission_controller(bed: Bed) -> 
         "the restarted pod of solo admitted with the target",
     )
     assert "cpu request" in new["metadata"]["annotations"]["vpaUpdates"]
+
+
+def test_statefulset_rolling_update_is_rolled_out(bed: Bed) -> None:
+    before = _uids(
+        _deploy(bed, "db", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE, kind="StatefulSet")
+    )
+    _recommend(bed, "db")
+    _infeasible(bed, "db", 1)
+
+    actuator = bed.actuator()
+    try:
+        [record] = _records(bed.run(actuator), "db")
+    finally:
+        actuator.stop()
+
+    assert (record.workload_kind, record.action) == ("StatefulSet", AuditAction.ROLLOUT)
+    template = bed.deployment("db", "StatefulSet")["spec"]["template"]
+    assert _requests(template) == _values(TARGET)
+    eventually(
+        lambda: (
+            len(pods := bed.pods("db")) == 2
+            and not _uids(pods) & before
+            and all(_running_requests(p) == _values(TARGET) for p in pods)
+        ),
+        180,
+        "the StatefulSet controller replacing both pods of db with the target",
+    )
+
+
+def test_statefulset_on_delete_gets_its_template_but_keeps_its_pods(bed: Bed) -> None:
+    before = _uids(
+        _deploy(
+            bed,
+            "ledger",
+            replicas=2,
+            mode="InPlace",
+            answer=Answer.INFEASIBLE,
+            kind="StatefulSet",
+            strategy="OnDelete",
+        )
+    )
+    _recommend(bed, "ledger")
+    _infeasible(bed, "ledger", 1)
+
+    actuator = bed.actuator()
+    try:
+        [record] = _records(bed.run(actuator), "ledger")
+    finally:
+        actuator.stop()
+
+    assert record.action is AuditAction.ROLLOUT
+    assert "updateStrategy OnDelete: pods change when they are deleted, vpa-fleet deletes none" in (
+        record.message
+    )
+    template = bed.deployment("ledger", "StatefulSet")["spec"]["template"]
+    assert _requests(template) == _values(TARGET)
+    bed.updater.wait_loops(2)
+    assert _uids(bed.pods("ledger")) == before, "no pod of an OnDelete StatefulSet is deleted"
+
+
+def test_daemonset_is_reported_not_rolled(bed: Bed) -> None:
+    pods = _deploy(
+        bed, "agent", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE, kind="DaemonSet"
+    )
+    before = _uids(pods)
+    _recommend(bed, "agent")
+    _infeasible(bed, "agent", 1)
+    generation = bed.deployment("agent", "DaemonSet")["metadata"]["generation"]
+
+    actuator = bed.actuator()
+    try:
+        [record] = _records(bed.run(actuator), "agent")
+    finally:
+        actuator.stop()
+
+    assert (record.workload_kind, record.action, record.reason) == (
+        "DaemonSet",
+        AuditAction.SKIP,
+        SkipReason.NOT_ROLLED.value,
+    )
+    assert "DaemonSets are reported, not rolled out" in record.message
+    assert bed.deployment("agent", "DaemonSet")["metadata"]["generation"] == generation
+    assert _uids(bed.pods("agent")) == before
+    vpa = bed.kube.get(vpa_path(bed.namespace, "agent"))
+    [event] = bed.events(SKIPPED, _uid(vpa))
+    assert "DaemonSet" in event["message"]
