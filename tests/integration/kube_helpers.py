@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from kubernetes import client
 
 from testbed import demo
+from testbed.cluster import ControlPlane
 
 T = TypeVar("T")
 
@@ -58,3 +62,37 @@ def running_pods(api: client.ApiClient, namespace: str, app: str) -> list[client
 def workload(kind: str, name: str, replicas: int | None = None) -> dict[str, object]:
     """A Deployment, StatefulSet or DaemonSet of `pod_template(name)` selecting `app=name`."""
     return demo.workload_manifest(kind, name, pod_template(name), replicas=replicas)
+
+
+def inline_kubeconfig(plane: ControlPlane, context: str = "admin@c") -> str:
+    """The plane's admin kubeconfig with its credentials inline, as a Secret holds one."""
+
+    def data(path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "c",
+                    "cluster": {
+                        "server": plane.server,
+                        "certificate-authority-data": data(plane.pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate-data": data(plane.pki.admin_cert),
+                        "client-key-data": data(plane.pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [{"name": context, "context": {"cluster": "c", "user": "admin"}}],
+            "current-context": context,
+        }
+    )

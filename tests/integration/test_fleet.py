@@ -40,7 +40,12 @@ from testbed.cluster import ControlPlane, start_control_plane
 from testbed.demo import DEMO, Demo, start_demo, vpa_manifest, workload_manifest
 from testbed.process import free_port
 from testbed.ray_local import LocalRay
-from tests.integration.kube_helpers import eventually, pod_template, running_pods
+from tests.integration.kube_helpers import (
+    eventually,
+    inline_kubeconfig,
+    pod_template,
+    running_pods,
+)
 
 
 @dataclass
@@ -100,40 +105,6 @@ def _run_once(fleet_file: Path, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _inline_kubeconfig(plane: ControlPlane) -> str:
-    """The plane's admin kubeconfig with its credentials inline, as a Secret would hold it."""
-
-    def data(path: Path) -> str:
-        return base64.b64encode(path.read_bytes()).decode()
-
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "c",
-                    "cluster": {
-                        "server": plane.server,
-                        "certificate-authority-data": data(plane.pki.ca_cert),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate-data": data(plane.pki.admin_cert),
-                        "client-key-data": data(plane.pki.admin_key),
-                    },
-                }
-            ],
-            "contexts": [{"name": "admin@c", "context": {"cluster": "c", "user": "admin"}}],
-            "current-context": "admin@c",
-        }
-    )
-
-
 def _kubeconfig_secret(home: ControlPlane, plane: ControlPlane) -> dict[str, str]:
     """A Secret in the home cluster holding the plane's kubeconfig; its reference."""
     namespace = f"fleet-home-{uuid.uuid4().hex[:4]}"
@@ -142,7 +113,7 @@ def _kubeconfig_secret(home: ControlPlane, plane: ControlPlane) -> dict[str, str
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "fleet-kubeconfigs", "namespace": namespace},
-        "stringData": {"three": _inline_kubeconfig(plane)},
+        "stringData": {"three": inline_kubeconfig(plane)},
     }
     home.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(secret))
     return {"namespace": namespace, "name": "fleet-kubeconfigs", "key": "three"}

@@ -28,7 +28,10 @@ from analytics.sources.prometheus import (
     load_config,
 )
 from recommender.cli import build_parser
+from recommender.fleet.access import ClusterAccessError, HomeCluster, cluster_client
+from recommender.fleet.actors import discover
 from recommender.fleet.config import load_fleet
+from recommender.fleet.plan import Shard
 from recommender.kube.checkpoints import RECOMMENDER_LABEL, checkpoint_path
 from recommender.kube.lease import LeaseElector
 from recommender.kube.rest import JSON, JSON_PATCH, KubeApiError, KubeClient, load_api_client
@@ -39,7 +42,7 @@ from testbed import binaries
 from testbed.cluster import ControlPlane
 from testbed.demo import DEMO, KWOK_NODE_SELECTOR, start_demo, vpa_manifest, workload_manifest
 from testbed.process import TestbedError
-from tests.integration.kube_helpers import eventually, pod_template
+from tests.integration.kube_helpers import eventually, inline_kubeconfig, pod_template
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "vpa-fleet"
@@ -1062,3 +1065,74 @@ def test_the_loop_ticks_and_checkpoints_with_the_charts_service_accounts(
         assert restored == ours
         assert again.errors == []
         assert {r.outcome for r in again.results} == {"unchanged"}
+
+
+def test_fleet_mode_installs_and_reads_only_its_kubeconfig_secret(
+    control_plane: ControlPlane, kuberay_crd: str, apps: Apps, tmp_path: Path
+) -> None:
+    """A fleet-mode release for real: the driver's pods run under PodSecurity `restricted`,
+    the RayCluster is stored, and its ServiceAccount gets the member cluster's kubeconfig from
+    the Secret (and no other Secret) and lists that cluster's VPAs with it."""
+    name = f"vff-{uuid.uuid4().hex[:6]}"
+    values = {**TESTBED_VALUES, **FLEET_VALUES}
+    kubeconfigs = f"{name}-vpa-fleet-kubeconfigs"
+    control_plane.kubectl("create", "namespace", name)
+    try:
+        control_plane.kubectl(
+            "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
+        )
+        objects = [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": kubeconfigs, "namespace": name},
+                "stringData": {"eu-1": inline_kubeconfig(control_plane)},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "unrelated", "namespace": name},
+                "stringData": {"password": "hunter2"},
+            },
+        ]
+        control_plane.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(objects))
+        kubeconfig = ["--kubeconfig", str(control_plane.kubeconfig), "--namespace", name]
+        helm("install", name, str(CHART), *kubeconfig, values=values)
+        control_plane.kubectl(
+            "rollout", "status", f"deployment/{name}-vpa-fleet", "-n", name, "--timeout=120s"
+        )
+        stored = json.loads(control_plane.kubectl("get", "rayclusters", "-n", name, "-o", "json"))
+        assert [r["metadata"]["name"] for r in stored["items"]] == [f"{name}-vpa-fleet-ray"]
+        account = f"system:serviceaccount:{name}:{name}-vpa-fleet"
+        assert can_i(control_plane, account, "get", f"secret/{kubeconfigs}", "-n", name)
+        assert not can_i(control_plane, account, "get", "secret/unrelated", "-n", name)
+        assert not can_i(control_plane, account, "list", "secrets", "-n", name)
+        assert not can_i(
+            control_plane, account, "get", f"secret/{apps.secret}", "-n", apps.namespace
+        )
+        # The actors' way in, with the ServiceAccount's token as the home cluster's identity.
+        token_config = _service_account_kubeconfig(
+            control_plane, name, f"{name}-vpa-fleet", tmp_path / "sa.kubeconfig"
+        )
+        configmap = control_plane.kubectl(
+            "get", "configmap", f"{name}-vpa-fleet", "-n", name, "-o", "json"
+        )
+        (tmp_path / "fleet.yaml").write_text(json.loads(configmap)["data"]["fleet.yaml"])
+        fleet = load_fleet(tmp_path / "fleet.yaml")
+        home = HomeCluster(str(token_config))
+        member = cluster_client(fleet.cluster("eu-1"), home)
+        assert Shard("eu-1", apps.namespace) in discover(fleet.cluster("eu-1"), member, "vpa-fleet")
+        # A key the Secret does not have: named, with the keys it has, never their values.
+        eu = fleet.cluster("eu-1")
+        assert eu.kubeconfig_secret is not None
+        ref = eu.kubeconfig_secret.model_copy(update={"key": "us-1"})
+        missing = eu.model_copy(update={"name": "us-1", "kubeconfig_secret": ref})
+        with pytest.raises(ClusterAccessError) as error:
+            cluster_client(missing, home)
+        assert f"cluster us-1: kubeconfig_secret {name}/{kubeconfigs} key 'us-1'" in str(
+            error.value
+        )
+        assert "the Secret has no such key (its keys: ['eu-1'])" in str(error.value)
+        assert "BEGIN" not in str(error.value)
+    finally:
+        _uninstall(control_plane, name)
