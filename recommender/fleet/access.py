@@ -12,17 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from pathlib import Path
 
 import yaml
 from kubernetes import config
 
 from recommender.fleet.config import ClusterConfig, SecretKeyRef
 from recommender.kube.rest import KubeApiError, KubeClient, load_api_client
+from recommender.settings import SERVICE_ACCOUNT_NAMESPACE_FILE
 
 __all__ = ["ClusterAccessError", "HomeCluster", "cluster_client", "parse_kubeconfig"]
-
-SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class ClusterAccessError(RuntimeError):
