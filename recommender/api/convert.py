@@ -71,6 +71,7 @@ def explanation_message(explanation: ContainerExplanation) -> pb.Explanation:
         ],
         matches_status=e.matches_status,
         note=e.note,
+        policy=e.policy,
     )
 
 

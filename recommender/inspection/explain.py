@@ -31,6 +31,7 @@ from analytics.estimators import (
     confidence,
 )
 from analytics.histogram import HistogramArrays
+from analytics.model_params import ModelParams
 from analytics.quantity import format_cpu_millicores, format_memory_bytes, parse_quantity
 from analytics.recommendation import Resources
 from analytics.snapshot import AggregateSnapshot, SnapshotError, import_workload
@@ -74,8 +75,8 @@ class Step:
 
 @dataclass(frozen=True)
 class AppliedCap:
-    """A policy limit that changed a value: `field` minAllowed / maxAllowed / recommender
-    maxAllowed, its quantity, and the container policy it comes from."""
+    """A limit that changed a value: `field` minAllowed or maxAllowed, its quantity, and where
+    it comes from (`containerPolicy <name>`, `recommender`, `RecommenderPolicy <ns>/<name>`)."""
 
     field: str
     quantity: str
@@ -143,6 +144,7 @@ class ContainerExplanation:
     matches_status: bool
     note: str = ""
     status_target: Mapping[str, str] = field(default_factory=dict)
+    policy: str = ""  # the RecommenderPolicy whose settings apply ("" for the recommender's)
 
 
 def _ns(moment: dt.datetime) -> int:
@@ -228,13 +230,14 @@ def _caps(
     vpa: VerticalPodAutoscaler,
     container: str,
     global_max: Mapping[str, str],
+    global_source: str,
 ) -> tuple[AppliedCap, ...]:
     """The limits that moved the value, in the order `capping` applies them."""
     if resource not in capped:
         return ()
     policy = vpa.spec.resource_policy
     container_policy = policy.for_container(container) if policy else None
-    source = container_policy.container_name if container_policy else ""
+    source = f"containerPolicy {container_policy.container_name}" if container_policy else ""
     applied = []
     amount: Fraction = parse_quantity(uncapped)
     low = container_policy.min_allowed.get(resource) if container_policy else None
@@ -242,10 +245,11 @@ def _caps(
         applied.append(AppliedCap("minAllowed", low, source))
         amount = parse_quantity(low)
     own_max = container_policy.max_allowed.get(resource) if container_policy else None
-    high, where = (own_max, source) if own_max is not None else (global_max.get(resource), "")
+    high, where = (
+        (own_max, source) if own_max is not None else (global_max.get(resource), global_source)
+    )
     if high is not None and parse_quantity(high) != 0 and amount > parse_quantity(high):
-        label = "maxAllowed" if own_max is not None else "recommender maxAllowed"
-        applied.append(AppliedCap(label, high, where))
+        applied.append(AppliedCap("maxAllowed", high, where))
     return tuple(applied)
 
 
@@ -260,9 +264,15 @@ def explain_container(
     strategy_params: Mapping[str, object] | None = None,
     global_max_allowed: Mapping[str, str] | None = None,
     oom_kills: Sequence[OomEvent] = (),
+    aggregation: ModelParams | None = None,
+    policy_name: str = "",
 ) -> ContainerExplanation:
     """Explain one container of `vpa` from its saved state `aggregates` as of `as_of` (the
     end of the saved history). `container` None picks the only container with state.
+
+    `aggregation` are the model parameters the state was aggregated with when they are not
+    the strategy's own (a RecommenderPolicy choosing another strategy than the recommender's:
+    its estimators then get the recommender's aggregation, as the loop builds them).
 
     ExplainError when the state does not load, the container has no state, or it gets no
     recommendation (policy `mode: Off`, history expired, no usable sample).
@@ -270,8 +280,16 @@ def explain_container(
     namespace, name = vpa.metadata.namespace, vpa.metadata.name
     where = f"VerticalPodAutoscaler {namespace}/{name}"
     container = _pick_container(where, aggregates, container)
-    params, estimators = build_estimators(strategy, strategy_params)
-    store = AggregateStore.empty(params.model_fields_only())
+    try:
+        if aggregation is None:
+            params, estimators = build_estimators(strategy, strategy_params)
+            aggregation = params.model_fields_only()
+        else:
+            merged = {**aggregation.model_dump(), **dict(strategy_params or {})}
+            params, estimators = build_estimators(strategy, merged)
+    except ValueError as error:  # unknown strategy, parameters that do not validate
+        raise ExplainError(f"{where}: {error}") from None
+    store = AggregateStore.empty(aggregation)
     try:
         import_workload(store, cluster, namespace, name, aggregates)
     except SnapshotError as error:
@@ -340,6 +358,7 @@ def explain_container(
         vpa=vpa,
         container=container,
         global_max=global_max,
+        global_source=f"RecommenderPolicy {policy_name}" if policy_name else "recommender",
     )
 
     snapshot = next(s for s in aggregates if s.container == container)
@@ -373,6 +392,7 @@ def explain_container(
         matches_status=matches,
         note=note,
         status_target=dict(written.target) if written else {},
+        policy=policy_name,
     )
 
 
@@ -401,6 +421,7 @@ def _resource_explanations(
     vpa: VerticalPodAutoscaler,
     container: str,
     global_max: Mapping[str, str],
+    global_source: str,
 ) -> tuple[ResourceExplanation, ...]:
     resources = []
     inputs, position = w.inputs, w.position
@@ -425,6 +446,7 @@ def _resource_explanations(
                         vpa=vpa,
                         container=container,
                         global_max=global_max,
+                        global_source=global_source,
                     )
                     if resource.value in keep
                     else (),

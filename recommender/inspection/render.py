@@ -194,7 +194,7 @@ def _estimate_lines(label: str, estimate: pb.Estimate) -> list[str]:
         lines.append(f"    {'':<12} = {step.formula}")
     lines.append(f"    {'uncapped':<12} {estimate.uncapped_quantity}")
     for cap in estimate.caps:
-        source = f" (containerPolicy {cap.source!r})" if cap.source else ""
+        source = f" ({cap.source})" if cap.source else ""
         lines.append(f"    {'cap':<12} {cap.field} {cap.quantity}{source}")
     written = estimate.capped_quantity or "(not controlled: left out of the status)"
     lines.append(f"    {'written':<12} {written}")
@@ -212,6 +212,7 @@ def explanation_text(e: pb.Explanation) -> str:
             width=100,
             subsequent_indent="  ",
         ),
+        f"settings of RecommenderPolicy {e.policy}" if e.policy else "settings of the recommender",
         f"saved state as of {e.checkpoint_time}",
         f"samples: {e.sample_count} CPU samples, {e.first_sample_time or '-'} .. "
         f"{e.last_sample_time or '-'} ({e.history_days:.2f} days)",

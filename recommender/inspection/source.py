@@ -17,13 +17,22 @@ from analytics.sources.prometheus import (
 )
 from analytics.strategies import build_estimators
 from recommender.api.generated.vpafleet.v1 import inspection_pb2 as pb
-from recommender.inspection.explain import ContainerExplanation, OomEvent, explain_container
+from recommender.inspection.explain import (
+    ContainerExplanation,
+    ExplainError,
+    OomEvent,
+    explain_container,
+)
 from recommender.inspection.summary import JSON, recommendation, running
 from recommender.kube.checkpoints import CheckpointError, CheckpointStore, checkpoint_path
 from recommender.kube.rest import KubeApiError, KubeClient
 from recommender.kube.status_writer import vpa_path
 from recommender.kube.targets import TargetResolver
 from recommender.loop.pods import pod_view
+from recommender.loop.policies import RESOURCE as POLICIES
+from recommender.policy.objects import API_PATH as POLICY_API
+from recommender.policy.objects import parse_policy
+from recommender.policy.resolve import Defaults, Effective, choose, effective
 from recommender.vpa.objects import InvalidVpaError, VerticalPodAutoscaler, parse_vpa
 from recommender.vpa.selection import is_selected
 
@@ -152,17 +161,46 @@ class ClusterInspector:
         kills = _kills(pods, container)
         if self.prometheus is not None:
             kills = self._prometheus_kills(namespace, pods, container, checkpoint.history_end)
+        settings = self._settings(vpa)
         return explain_container(
             cluster=self.cluster,
             vpa=vpa,
             container=container,
             aggregates=checkpoint.aggregates,
             as_of=checkpoint.history_end,
+            strategy=settings.strategy,
+            strategy_params=dict(settings.strategy_params),
+            global_max_allowed=dict(settings.max_allowed),
+            oom_kills=kills,
+            aggregation=params.model_fields_only(),
+            policy_name=settings.policy.key if settings.policy else "",
+        )
+
+    def _settings(self, vpa: VerticalPodAutoscaler) -> Effective:
+        """The settings the loop gives this VPA: the recommender's, overridden by the
+        RecommenderPolicy of its namespace that picks it (recommender/policy)."""
+        namespace = vpa.metadata.namespace
+        try:
+            items, _ = self.kube.list_all(f"{POLICY_API}/namespaces/{namespace}/{POLICIES}")
+        except KubeApiError as error:
+            if not error.not_found:  # no CRD: no policies, as in the loop
+                raise
+            items = []
+        policy = choose([parse_policy(item) for item in items], vpa.metadata.labels)
+        defaults = Defaults(
             strategy=self.strategy,
             strategy_params=self.strategy_params,
-            global_max_allowed=self.max_allowed,
-            oom_kills=kills,
+            history=dt.timedelta(days=8),  # not used by an explanation
+            status_change_threshold=0.0,
+            max_allowed=self.max_allowed,
         )
+        settings = effective(defaults, policy)
+        if policy is not None and policy.problem:
+            raise ExplainError(
+                f"VerticalPodAutoscaler {vpa.key}: governed by RecommenderPolicy {policy.key}, "
+                f"whose settings cannot be used ({policy.problem}): the loop skips it"
+            )
+        return settings
 
     def _prometheus_kills(
         self, namespace: str, pods: Sequence[JSON], container: str | None, end: dt.datetime

@@ -39,6 +39,7 @@ from recommender.kube.checkpoints import checkpoint_path
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from recommender.loop.cluster import ClusterRecommender, LoopOptions
+from recommender.policy.objects import API_PATH as POLICY_API
 from recommender.settings import load_settings
 from testbed import binaries
 from testbed.cluster import ControlPlane
@@ -94,6 +95,21 @@ def scene(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
         }
         _patch(kube, shop, "web", {"spec": {"resourcePolicy": policy}})
         _patch(kube, batch, "reports", {"metadata": {"labels": {"team": "data"}}})
+        # The data team's VPAs get the percentile strategy and a memory cap of their own.
+        kube.request(
+            "POST",
+            f"{POLICY_API}/namespaces/{batch}/recommenderpolicies",
+            body={
+                "apiVersion": "vpa-fleet.io/v1alpha1",
+                "kind": "RecommenderPolicy",
+                "metadata": {"name": "data-team", "namespace": batch},
+                "spec": {
+                    "vpaSelector": {"matchLabels": {"team": "data"}},
+                    "strategy": "percentile",
+                    "maxAllowed": {"memory": "512Mi"},
+                },
+            },
+        )
         config = load_config({"connection": {"url": demo.prometheus.url}, "cluster": "testbed"})
         options = LoopOptions(cluster="testbed", namespaces=(shop, batch), history=HISTORY)
         recommender = ClusterRecommender(
@@ -290,10 +306,29 @@ def test_explain_shows_a_min_cap_of_the_star_policy(scene: Scene) -> None:
     uncapped = max(peak + math.trunc(peak * 0.15), math.trunc(250 * 1024 * 1024 / 2))
     assert uncapped < parse_memory_bytes("1Gi")
     assert [(c["field"], c["quantity"], c["source"]) for c in memory["target"]["caps"]] == [
-        ("minAllowed", "1Gi", "*")
+        ("minAllowed", "1Gi", "containerPolicy *")
     ]
     assert _status_target(scene, scene.shop, "web", "envoy")["memory"] == "1Gi"
     assert explanation["matches_status"] is True
+
+
+def test_explain_follows_the_recommender_policy_of_the_vpa(scene: Scene) -> None:
+    explanation = _explain(scene, f"{scene.batch}/reports", "reports")
+    assert explanation["policy"] == f"{scene.batch}/data-team"
+    assert explanation["strategy"] == "percentile" and explanation["matches_status"] is True
+    cpu, memory = explanation["resources"]
+    # percentile: p95 of CPU usage + 15%, no confidence scaling; one container per pod.
+    millis = math.trunc(_percentile_by_hand(cpu, 0.95) * 1000.0)
+    assert cpu["target"]["uncapped"] == str(max(millis + math.trunc(millis * 0.15), 25))
+    assert [s["kind"] for s in cpu["upper_bound"]["steps"]] == [
+        "percentile",
+        "margin",
+        "pod-minimum",
+    ]
+    assert [(c["field"], c["quantity"], c["source"]) for c in memory["target"]["caps"]] == [
+        ("maxAllowed", "512Mi", f"RecommenderPolicy {scene.batch}/data-team")
+    ]
+    assert _status_target(scene, scene.batch, "reports", "reports")["memory"] == "512Mi"
 
 
 def test_explain_of_a_container_with_oom_kills_and_its_text(scene: Scene) -> None:

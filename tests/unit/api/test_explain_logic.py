@@ -102,7 +102,7 @@ def test_the_target_is_recomputed_by_hand_from_the_explanation() -> None:
     assert memory.target.uncapped == target_memory
     assert target_memory > parse_memory_bytes("600Mi")
     assert [(c.field, c.quantity, c.source) for c in memory.target.caps] == [
-        ("maxAllowed", "600Mi", "app")
+        ("maxAllowed", "600Mi", "containerPolicy app")
     ]
     assert memory.target.capped_quantity == "600Mi"
     assert explanation.containers_in_pod == 2
@@ -127,7 +127,9 @@ def test_a_min_allowed_of_the_star_policy_is_shown_as_applied() -> None:
         cluster="prod", vpa=vpa, container="proxy", aggregates=snapshots, as_of=end
     )
     cpu = explanation.resources[0]
-    assert [(c.field, c.quantity, c.source) for c in cpu.target.caps] == [("minAllowed", "5", "*")]
+    assert [(c.field, c.quantity, c.source) for c in cpu.target.caps] == [
+        ("minAllowed", "5", "containerPolicy *")
+    ]
     assert cpu.target.capped_quantity == "5"
     assert not explanation.matches_status
     assert "no recommendation" in explanation.note

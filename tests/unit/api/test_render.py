@@ -106,7 +106,7 @@ def test_the_explanation_text_marks_the_buckets_and_the_steps() -> None:
     text = explanation_text(message)
     assert "VPA shop/api (cluster prod), container app" in text
     assert "<target p90" in text and "<lower p50" in text and "<upper p95" in text
-    assert "cap          maxAllowed 600Mi (containerPolicy 'app')" in text
+    assert "cap          maxAllowed 600Mi (containerPolicy app)" in text
     assert "written      600Mi" in text
     assert "note: the VPA's status has no recommendation for this container" in text
     assert json.loads(explanation_output(message, "json"))["container"] == "app"
