@@ -222,12 +222,29 @@ def _start_controllers(plane: ControlPlane) -> None:
         )
 
 
+# KWOK advances 4 pods at a time by default (each a status update waiting for the API server):
+# about 10 pods a second here, an hour for 50,000. More in flight keeps the API server busy.
+# A configuration given replaces KWOK's defaults: every parallelism must be set.
+_KWOK_CONFIGURATION = """\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  podPlayStageParallelism: 32
+  nodePlayStageParallelism: 8
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 4
+"""
+
+
 def _start_kwok(plane: ControlPlane) -> None:
+    configuration = plane.workdir / "kwok-configuration.yaml"
+    configuration.write_text(_KWOK_CONFIGURATION)
     kwok = start(
         "kwok",
         [
             binaries.path("kwok", "kwok"),
             f"--kubeconfig={plane.kubeconfig}",
+            f"--config={configuration}",
             f"--config={binaries.path('kwok', 'stages.yaml')}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
