@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from recommender.actuator.audit import AuditAction, AuditLog, AuditRecord
-from recommender.actuator.events import EventRecorder, Involved
 from recommender.actuator.inputs import (
     Budget,
     InputError,
@@ -42,6 +41,7 @@ from recommender.actuator.plan import (
     find,
 )
 from recommender.kube.cache import ListWatchCache
+from recommender.kube.events import EventRecorder, Involved
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from recommender.kube.targets import TargetResolver
 from recommender.vpa.objects import VerticalPodAutoscaler
@@ -106,7 +106,7 @@ class Actuator:
         self.target_refresh = target_refresh
         self.clock = clock
         self.audit = AuditLog(audit_capacity)
-        self.events = EventRecorder(kube, repeat_s=event_repeat_s)
+        self.events = EventRecorder(kube, repeat_s=event_repeat_s, component="vpa-fleet-actuator")
         scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
         self.pod_caches = [
             ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes

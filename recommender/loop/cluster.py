@@ -39,7 +39,8 @@ from analytics.strategies import build_estimators
 from analytics.usage import prepare_samples
 from recommender.kube.cache import ListWatchCache
 from recommender.kube.checkpoints import Checkpoint, CheckpointStore
-from recommender.kube.rest import KubeApiError, KubeClient
+from recommender.kube.events import EventRecorder, Involved
+from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from recommender.kube.status_writer import StatusWriter, WriteResult
 from recommender.kube.targets import Resolution, TargetResolver
 from recommender.loop.pods import PodView, assignment, matched_pods, pod_view, slim_pod
@@ -59,6 +60,8 @@ from recommender.vpa.selection import is_selected
 from recommender.vpa.status import desired_status, stale_status
 
 log = logging.getLogger(__name__)
+
+VPA_API_VERSION = "autoscaling.k8s.io/v1"
 
 PEAK_MEMORY = PercentileEstimator(Resource.MEMORY, 1.0)
 
@@ -168,6 +171,8 @@ class ClusterRecommender:
             else None
         )
         self.writer = StatusWriter(kube, threshold=options.status_change_threshold)
+        # Warnings about VPAs it cannot serve, once per problem (and again every 10 minutes).
+        self.events = EventRecorder(kube, component="vpa-fleet-recommender")
         scopes = [f"/namespaces/{ns}" for ns in options.namespaces] or [""]
         self.vpa_caches = [
             ListWatchCache(kube, f"/apis/autoscaling.k8s.io/v1{scope}/verticalpodautoscalers")
@@ -233,6 +238,8 @@ class ClusterRecommender:
                     if self._reported_invalid.get(key) != version:
                         self._reported_invalid[key] = version
                         log.error("skipping invalid VPA: %s", error)
+                        if _names(obj, self.options.recommender_name):
+                            self._event(obj, "InvalidVerticalPodAutoscaler", str(error))
                     continue
                 if is_selected(vpa, self.options.recommender_name):
                     ours[key] = vpa
@@ -501,6 +508,7 @@ class ClusterRecommender:
             capped = apply_policy(entries, policy, dict(settings.max_allowed), vpa_key=vpa.key)
         except PolicyError as error:
             log.error("%s", error)
+            self.events.emit(_involved(vpa), "InvalidResourcePolicy", str(error), now, warning=True)
             return VpaResult(vpa.key, "error", message=str(error))
         status = desired_status(
             vpa,
@@ -532,6 +540,18 @@ class ClusterRecommender:
             if error.unreachable:
                 self._unreachable = error.message
         return VpaResult(vpa.key, "skipped", message=message)
+
+    def _event(self, obj: JSON, reason: str, message: str) -> None:
+        """A Warning Event on a VPA object that could not be parsed."""
+        metadata = obj.get("metadata", {})
+        involved = Involved(
+            VPA_API_VERSION,
+            "VerticalPodAutoscaler",
+            str(metadata.get("namespace", "")),
+            str(metadata.get("name", "")),
+            str(metadata.get("uid", "")),
+        )
+        self.events.emit(involved, reason, message, self.clock(), warning=True)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -614,3 +634,18 @@ class ClusterRecommender:
             restored += 1
         log.info("restored %d checkpoint(s)", restored)
         return restored
+
+
+def _names(obj: JSON, recommender: str) -> bool:
+    """Whether a raw VPA object names this recommender in spec.recommenders (read loosely:
+    the object may be malformed elsewhere)."""
+    spec = obj.get("spec")
+    recommenders = spec.get("recommenders") if isinstance(spec, dict) else None
+    if not isinstance(recommenders, list):
+        return False
+    return any(isinstance(r, dict) and r.get("name") == recommender for r in recommenders)
+
+
+def _involved(vpa: VerticalPodAutoscaler) -> Involved:
+    meta = vpa.metadata
+    return Involved(VPA_API_VERSION, "VerticalPodAutoscaler", meta.namespace, meta.name, meta.uid)

@@ -217,6 +217,16 @@ def test_a_vpa_that_does_not_parse_is_reported_and_skipped(
     )
     after = setup.vpa("good")
     assert after["status"]["recommendation"] == before["status"]["recommendation"]
+    # And a Warning Event on the VPA says the same, for `kubectl describe`.
+    events = setup.kube.get(
+        f"/api/v1/namespaces/{setup.namespace}/events",
+        fieldSelector="involvedObject.name=broken",
+    )["items"]
+    (event,) = [e for e in events if e["reason"] == "InvalidVerticalPodAutoscaler"]
+    assert event["type"] == "Warning"
+    assert event["involvedObject"]["kind"] == "VerticalPodAutoscaler"
+    assert "status.conditions.0.status" in event["message"]
+    assert event["source"]["component"] == "vpa-fleet-recommender"
 
 
 def test_a_fixed_target_is_resolved_again_at_once(setup: Setup) -> None:

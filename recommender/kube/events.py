@@ -1,4 +1,5 @@
-"""Kubernetes Events for the actuator's decisions, on the workload and on the VPA.
+"""Kubernetes Events: the recommender's reports on VPAs it cannot serve, and the actuator's
+decisions on the workload and the VPA.
 
 An Event is created once per (object, reason, message); the same decision seen again is
 folded into it (count + 1, lastTimestamp) at most once every `repeat_s`, so a skip that
@@ -16,7 +17,7 @@ from recommender.kube.rest import JSON, MERGE_PATCH, KubeApiError, KubeClient
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "vpa-fleet-actuator"
+COMPONENT = "vpa-fleet"
 MAX_MESSAGE = 1000
 
 
@@ -46,6 +47,8 @@ def _stamp(moment: dt.datetime) -> str:
 class EventRecorder:
     kube: KubeClient
     repeat_s: float = 600.0
+    component: str = COMPONENT
+    """`source.component` and `reportingComponent` of the Events."""
     instance: str = field(default_factory=socket.gethostname)
     _seen: dict[tuple[str, str, str, str], tuple[str, int, dt.datetime]] = field(
         default_factory=dict, init=False
@@ -90,8 +93,8 @@ class EventRecorder:
             "reason": reason,
             "message": message,
             "type": "Warning" if warning else "Normal",
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
             "reportingInstance": self.instance,
             "firstTimestamp": _stamp(now),
             "lastTimestamp": _stamp(now),
