@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from analytics.sources.prometheus import PrometheusSourceConfig
 from recommender.api.auth import TokenError, read_token
@@ -26,8 +26,10 @@ class ApiStartError(RuntimeError):
     """The API cannot start; the message names the setting to fix."""
 
 
-Clusters = Mapping[str, tuple[KubeClient, PrometheusSourceConfig | None]]
-"""The clusters of a fleet by name: their API server and their Prometheus."""
+Clusters = Mapping[
+    str, tuple[KubeClient, PrometheusSourceConfig | None, Callable[[str], bool] | None]
+]
+"""The clusters of a fleet by name: their API server, their Prometheus, the namespaces served."""
 
 
 def inspectors(settings: Settings, clusters: Clusters | None = None) -> dict[str, ClusterInspector]:
@@ -36,7 +38,14 @@ def inspectors(settings: Settings, clusters: Clusters | None = None) -> dict[str
     if clusters is None:
         kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
         kube = KubeClient(load_api_client(kubeconfig, settings.context))
-        clusters = {settings.cluster: (kube, settings.prometheus)}
+        namespaces = frozenset(settings.namespaces)
+        clusters = {
+            settings.cluster: (
+                kube,
+                settings.prometheus,
+                namespaces.__contains__ if namespaces else None,
+            )
+        }
     max_allowed = {
         resource: quantity
         for resource, quantity in (
@@ -54,8 +63,9 @@ def inspectors(settings: Settings, clusters: Clusters | None = None) -> dict[str
             strategy_params=dict(settings.strategy_params),
             max_allowed=max_allowed,
             prometheus=prometheus,
+            serves=serves,
         )
-        for name, (kube, prometheus) in clusters.items()
+        for name, (kube, prometheus, serves) in clusters.items()
     }
 
 
@@ -93,7 +103,9 @@ def start_fleet_api(
     """Serve the API of a fleet: every cluster of the fleet file, FleetStatus from `status`
     (the Coordinator's)."""
     try:
-        clusters = {c.name: (cluster_client(c, home), c.prometheus) for c in fleet.clusters}
+        clusters = {
+            c.name: (cluster_client(c, home), c.prometheus, c.serves) for c in fleet.clusters
+        }
     except ClusterAccessError as error:
         raise ApiStartError(f"the API cannot reach a cluster: {error}") from None
     return start_api(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from analytics.sources.prometheus import (
@@ -61,6 +61,8 @@ class ClusterInspector:
     max_allowed: Mapping[str, str] = field(default_factory=dict)
     prometheus: PrometheusSourceConfig | None = None
     """Where OOM kills of the saved history window are read (none: from pod status only)."""
+    serves: Callable[[str], bool] | None = None
+    """The namespaces the recommender serves in this cluster (None: all)."""
 
     def vpas(self, namespace: str = "", label_selector: str = "") -> list[VerticalPodAutoscaler]:
         """Our VPAs (of one namespace, matching a label selector), by namespace and name.
@@ -76,7 +78,8 @@ class ClusterInspector:
             except InvalidVpaError as error:
                 log.warning("skipping invalid VPA: %s", error)
                 continue
-            if is_selected(vpa, self.recommender_name):
+            served = self.serves is None or self.serves(vpa.metadata.namespace)
+            if served and is_selected(vpa, self.recommender_name):
                 ours.append(vpa)
         return sorted(ours, key=lambda v: (v.metadata.namespace, v.metadata.name))
 
@@ -89,6 +92,8 @@ class ClusterInspector:
                 raise NotFoundError(f"{where} not found in cluster {self.cluster}") from None
             raise
         vpa = parse_vpa(item)
+        if self.serves is not None and not self.serves(namespace):
+            raise NotFoundError(f"{where}: namespace {namespace} is not served by this recommender")
         if not is_selected(vpa, self.recommender_name):
             raise NotFoundError(
                 f"{where} is not ours: its spec.recommenders does not name "

@@ -143,3 +143,28 @@ def test_inspect_and_explain_through_the_running_recommender(running: Running) -
     assert explained["cluster"] == "testbed" and explained["container"] == "cart"
     # The running recommender has Prometheus: the demo's OOM kills of cart are there.
     assert explained["oom_events"]
+
+
+def test_only_the_namespaces_it_serves_are_shown(running: Running) -> None:
+    namespace = f"other-{uuid.uuid4().hex[:6]}"
+    running.kube.request(
+        "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": namespace}},
+    )  # fmt: skip
+    running.kube.request(
+        "POST",
+        f"/apis/autoscaling.k8s.io/v1/namespaces/{namespace}/verticalpodautoscalers",
+        body={
+            "apiVersion": "autoscaling.k8s.io/v1",
+            "kind": "VerticalPodAutoscaler",
+            "metadata": {"name": "elsewhere"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
+                "recommenders": [{"name": "vpa-fleet"}],
+            },
+        },
+    )
+    with InspectionClient(running.address, token=TOKEN) as client:
+        assert namespace not in {r.namespace for r in client.recommendations()}
+        with pytest.raises(ClientError, match=f"namespace {namespace} is not served"):
+            client.recommendation(namespace, "elsewhere")
