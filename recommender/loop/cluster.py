@@ -62,6 +62,7 @@ from recommender.vpa.status import desired_status, stale_status
 log = logging.getLogger(__name__)
 
 VPA_API_VERSION = "autoscaling.k8s.io/v1"
+SILENT_NAMESPACES = 2
 
 PEAK_MEMORY = PercentileEstimator(Resource.MEMORY, 1.0)
 
@@ -199,6 +200,11 @@ class ClusterRecommender:
         # Set when the API server stops answering during a tick: its remaining writes are
         # reported at once instead of each waiting for a connection that will not come.
         self._unreachable: str | None = None
+        # Namespaces in a row whose queries got no answer this tick (and the last error):
+        # after SILENT_NAMESPACES of them the others are not queried, so that a Prometheus
+        # that has stopped answering costs a tick a few timeouts, not one per namespace.
+        self._prometheus_silent = 0
+        self._prometheus_silence = ""
         # The namespaces this recommender answers for (its shards in a fleet); None: all it sees.
         self.owned: frozenset[str] | None = None if owned is None else frozenset(owned)
 
@@ -310,6 +316,7 @@ class ClusterRecommender:
         queries_before = self.prometheus.query_count
         report = TickReport(started=now)
         self._unreachable = None
+        self._prometheus_silent, self._prometheus_silence = 0, ""
         ours = self.our_vpas()
         self._forget_missing(ours)
         by_namespace: dict[str, dict[str, VerticalPodAutoscaler]] = defaultdict(dict)
@@ -353,6 +360,16 @@ class ClusterRecommender:
                 continue
             work.resolutions[name] = resolution
             work.matches[name] = matched_pods(resolution.selector, work.pods)
+        if self._prometheus_silent >= SILENT_NAMESPACES:
+            message = (
+                f"history not read: Prometheus did not answer for the {SILENT_NAMESPACES} "
+                f"namespaces before this one in this tick ({self._prometheus_silence}); "
+                "recommendations kept as written, asked again next tick"
+            )
+            report.errors.append(f"namespace {work.namespace}: not queried: Prometheus silent")
+            for name in sorted(work.resolutions):
+                report.results.append(self._write_stale(work.vpas[name], message, now))
+            return
         try:
             frame = self._history(work, now)
         except PrometheusQueryError as error:
@@ -361,7 +378,11 @@ class ClusterRecommender:
             report.errors.append(f"namespace {work.namespace}: {error}")
             for name in sorted(work.resolutions):
                 report.results.append(self._write_stale(work.vpas[name], message, now))
+            if error.kind in {"unreachable", "timeout"}:
+                self._prometheus_silent += 1
+                self._prometheus_silence = f"{error.kind}: {error.detail}"
             return
+        self._prometheus_silent = 0
         kills = frame.filter(pl.col("oom")).select("workload", "container").unique()
         for workload, container in kills.iter_rows():
             work.observed[(workload, container)] = Observed(oom_killed=True)

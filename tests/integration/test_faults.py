@@ -6,6 +6,7 @@ watches come back by themselves)."""
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class Setup:
     namespace: str
     now: dt.datetime
 
+    @property
+    def namespaces(self) -> list[str]:
+        return sorted({w.namespace for w in self.demo.workloads})
+
     def vpa(self, name: str) -> JSON:
         return self.kube.get(vpa_path(self.namespace, name))
 
@@ -63,7 +68,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         workloads = tuple(
             DemoWorkload("Deployment", namespace, name, 1, (APP,)) for name in ("a", "b", "c")
-        )
+        ) + tuple(DemoWorkload("Deployment", f"{namespace}-{i}", "d", 1, (APP,)) for i in range(3))
         demo = start_demo(
             tmp_path_factory.mktemp("faults"),
             kube,
@@ -121,3 +126,32 @@ def test_the_api_server_stopped_mid_tick(setup: Setup) -> None:
         assert saved == 4
     finally:
         recommender.stop()
+
+
+def test_a_silent_prometheus_costs_a_tick_two_timeouts_not_one_per_namespace(setup: Setup) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts connections in the kernel, never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        prometheus = PrometheusHistory(load_config({"connection": {"url": url, "timeout_s": 0.5}}))
+        options = LoopOptions(namespaces=tuple(setup.namespaces), history=dt.timedelta(days=1))
+        recommender = ClusterRecommender(
+            setup.kube, prometheus, options, checkpoints=False, clock=lambda: setup.now
+        )
+        recommender.start()
+        try:
+            report = recommender.tick()
+        finally:
+            recommender.stop()
+    assert len(setup.namespaces) == 4
+    assert prometheus.query_count == 2, "two namespaces asked, then no more"
+    by_namespace: dict[str, set[str]] = {}
+    for result in report.results:
+        by_namespace.setdefault(result.key.split("/")[0], set()).add(result.outcome)
+    assert set(by_namespace) == set(setup.namespaces)
+    assert all(outcomes == {"skipped"} for outcomes in by_namespace.values())
+    messages = {r.key.split("/")[0]: r.message for r in report.results}
+    first, second, *rest = setup.namespaces
+    assert "(timeout)" in messages[first] and "(timeout)" in messages[second]
+    assert all("did not answer for the 2 namespaces before" in messages[ns] for ns in rest)
+    assert len(report.errors) == 4
