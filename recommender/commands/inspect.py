@@ -86,8 +86,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     parser.add_argument("-l", "--selector", default="", help="label selector on the VPAs")
     parser.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress on stderr (shown on a terminal)"
+    )
     add_connection_flags(parser)
     parser.set_defaults(func=_inspect)
+
+
+def _progress(line: str) -> None:
+    print(f"inspect: {line}", file=sys.stderr, flush=True)
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -106,7 +113,10 @@ def _inspect(args: argparse.Namespace) -> int:
                 if args.all_namespaces
                 else args.namespace or context_namespace(args.kubeconfig, args.context)
             )
-            found = inspector(args).recommendations(namespace, args.selector)
+            source = inspector(args)
+            if not args.quiet and sys.stderr.isatty():
+                source.progress = _progress
+            found = source.recommendations(namespace, args.selector)
     except (ClientError, KubeApiError, OSError) as error:
         print(f"vpa-fleet inspect: {error}", file=sys.stderr)
         return 1

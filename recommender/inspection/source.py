@@ -63,6 +63,8 @@ class ClusterInspector:
     """Where OOM kills of the saved history window are read (none: from pod status only)."""
     serves: Callable[[str], bool] | None = None
     """The namespaces the recommender serves in this cluster (None: all)."""
+    progress: Callable[[str], None] | None = None
+    """Told a line per namespace read, for long scans."""
 
     def vpas(self, namespace: str = "", label_selector: str = "") -> list[VerticalPodAutoscaler]:
         """Our VPAs (of one namespace, matching a label selector), by namespace and name.
@@ -108,8 +110,13 @@ class ClusterInspector:
             by_namespace[vpa.metadata.namespace].append(vpa)
         resolver = TargetResolver(self.kube)
         selected: dict[tuple[str, str], list[JSON]] = {}
-        for namespace, members in sorted(by_namespace.items()):
+        for number, (namespace, members) in enumerate(sorted(by_namespace.items()), start=1):
             pods, _ = self.kube.list_all(f"/api/v1/namespaces/{namespace}/pods")
+            if self.progress is not None:
+                self.progress(
+                    f"[{number}/{len(by_namespace)}] {namespace}: {len(members)} VPA(s), "
+                    f"{len(pods)} pod(s)"
+                )
             labels = [pod_view(p).labels for p in pods]
             try:
                 resolver.prefetch(namespace, members)

@@ -35,6 +35,7 @@ from recommender.api.generated.vpafleet.v1 import inspection_pb2 as pb
 from recommender.api.generated.vpafleet.v1 import inspection_pb2_grpc as pb_grpc
 from recommender.api.serve import start_api
 from recommender.api.server import SERVICE_NAME, RunningServer, StatusBoard
+from recommender.inspection.source import ClusterInspector
 from recommender.kube.checkpoints import checkpoint_path
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
@@ -501,3 +502,17 @@ def test_the_api_over_mutual_tls(scene: Scene, tmp_path: Path) -> None:
     finally:
         server.stop(0)
     assert checkpoint_path(scene.batch, "etl")  # checkpoints stay where the loop wrote them
+
+
+def test_a_long_scan_tells_its_progress(scene: Scene) -> None:
+    lines: list[str] = []
+    mine = {scene.shop, scene.batch}
+    inspector = ClusterInspector("testbed", scene.kube, serves=mine.__contains__)
+    inspector.progress = lines.append
+    found = inspector.recommendations()
+    assert len(found) == 6
+    pods = {ns: len(scene.kube.list_all(f"/api/v1/namespaces/{ns}/pods")[0]) for ns in mine}
+    assert lines == [
+        f"[1/2] {scene.batch}: 2 VPA(s), {pods[scene.batch]} pod(s)",
+        f"[2/2] {scene.shop}: 4 VPA(s), {pods[scene.shop]} pod(s)",
+    ]
