@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 import signal
 import socket
 import subprocess
@@ -27,8 +28,9 @@ import requests
 import yaml
 
 from analytics.sources.prometheus import PrometheusHistory
-from recommender.fleet.actors import ActorReport, FleetTick
+from recommender.fleet.actors import ActorReport, FleetTick, tick_task_name
 from recommender.fleet.config import FleetConfig, load_fleet
+from recommender.fleet.plan import Shard, assign
 from recommender.fleet.service import FleetActors, start_actors
 from recommender.fleet.status import FleetStatus
 from recommender.kube.rest import JSON_PATCH, KubeApiError, KubeClient, load_api_client
@@ -39,7 +41,7 @@ from recommender.settings import load_settings
 from testbed.cluster import ControlPlane, start_control_plane
 from testbed.demo import DEMO, Demo, start_demo, vpa_manifest, workload_manifest
 from testbed.process import free_port
-from testbed.ray_local import LocalRay
+from testbed.ray_local import RAY_ENV, LocalRay, ray_pids, short_temp_dir, stop_ray_head
 from tests.integration.kube_helpers import (
     eventually,
     inline_kubeconfig,
@@ -119,6 +121,19 @@ def _kubeconfig_secret(home: ControlPlane, plane: ControlPlane) -> dict[str, str
     return {"namespace": namespace, "name": "fleet-kubeconfigs", "key": "three"}
 
 
+def _spread_prefix(planes: dict[str, ControlPlane]) -> str:
+    """A random namespace prefix whose six shards the rendezvous plan spreads over both
+    actors (about 3 % of prefixes put all six on one), so that tests see both at work."""
+    namespaces = {
+        w.namespace for w in DEMO if w.vpa is not None and w.vpa.recommender == "vpa-fleet"
+    }
+    while True:
+        prefix = f"f{uuid.uuid4().hex[:4]}-"
+        shards = [Shard(c, f"{prefix}{ns}") for c in planes for ns in namespaces]
+        if len(set(assign(shards, ["shard-0", "shard-1"]).values())) == 2:
+            return prefix
+
+
 @pytest.fixture(scope="module")
 def fleet(
     control_plane: ControlPlane, local_ray: LocalRay, tmp_path_factory: pytest.TempPathFactory
@@ -131,7 +146,7 @@ def fleet(
         for name in ("two", "three"):
             extra.append(start_control_plane(work / name, nodes=2))
         planes = {"one": control_plane, "two": extra[0], "three": extra[1]}
-        prefix = f"f{uuid.uuid4().hex[:4]}-"
+        prefix = _spread_prefix(planes)
         clients = {n: KubeClient(load_api_client(str(p.kubeconfig))) for n, p in planes.items()}
         end = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
         for name in planes:
@@ -280,19 +295,24 @@ NAMES = ("ticks_total", "shards", "containers", "tick_seconds")  # counters of 0
 
 def test_actor_metrics_reach_rays_metrics_export(fleet: Fleet) -> None:
     port = ray._private.worker.global_worker.node.metrics_export_port
+    shard_map = ray.get(fleet.coordinator.shard_map.remote())
+    # Every (actor, cluster) the plan gives shards to has its gauge of shards owned.
+    pairs = {(actor, shard.split("/")[0]) for actor, held in shard_map.items() for shard in held}
 
     def exported() -> str | None:
         ray.get(fleet.coordinator.tick.remote())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             text = answer.read().decode()
         missing = [n for n in NAMES if f"ray_vpa_fleet_{n}" not in text]
-        return None if missing else text
+        tagged = [line for line in text.splitlines() if line.startswith("ray_vpa_fleet_shards{")]
+        unseen = [
+            pair
+            for pair in pairs
+            if not any(f'actor="{pair[0]}"' in t and f'cluster="{pair[1]}"' in t for t in tagged)
+        ]
+        return None if missing or unseen else text
 
-    text = eventually(exported, 90, f"the ShardActors' metrics {NAMES} on the export port")
-    tagged = [line for line in text.splitlines() if line.startswith("ray_vpa_fleet_shards{")]
-    assert any('actor="shard-0"' in line and 'cluster="one"' in line for line in tagged) or any(
-        'actor="shard-1"' in line and 'cluster="one"' in line for line in tagged
-    ), tagged
+    eventually(exported, 90, f"the ShardActors' metrics {NAMES}, shards tagged {sorted(pairs)}")
 
 
 def test_the_dashboard_lists_the_actors_and_their_shards_with_the_token(
@@ -310,7 +330,10 @@ def test_the_dashboard_lists_the_actors_and_their_shards_with_the_token(
     # Each actor's tick task is named after the shards it holds now.
     shard_map = ray.get(fleet.coordinator.shard_map.remote())
     ray.get(fleet.coordinator.tick.remote())
-    expected = {f"tick {actor}: {', '.join(held)}" for actor, held in shard_map.items()}
+    expected = {
+        tick_task_name(actor, [Shard(*shard.split("/", 1)) for shard in held])
+        for actor, held in shard_map.items()
+    }
 
     def named() -> set[str] | None:
         tasks = requests.get(
@@ -335,6 +358,71 @@ def test_the_coordinator_status_has_every_shard_with_its_last_tick(fleet: Fleet)
     assert status.last_tick is not None and status.ticks >= 2
     assert {c.name: c.shards for c in status.clusters} == {"one": 2, "two": 2, "three": 2}
     assert all(c.discovery_error is None and not c.busy_on for c in status.clusters)
+
+
+@pytest.fixture
+def ray_head() -> Iterator[tuple[str, str]]:
+    """A separate Ray head (`ray start --head`) serving Ray Client on a port of its own, as
+    the chart's RayCluster does: (client address, GCS address)."""
+    temp_dir = short_temp_dir()
+    port, client_port = free_port(), free_port()
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--ray-client-server-port={client_port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            f"--object-store-memory={128 * 1024**2}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env={**os.environ, **RAY_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    gcs = f"127.0.0.1:{port}"
+    pids = ray_pids(temp_dir, gcs)
+    try:
+        assert result.returncode == 0, result.stderr[-2000:]
+        yield f"ray://127.0.0.1:{client_port}", gcs
+    finally:
+        stop_ray_head(temp_dir, gcs, [*pids, *ray_pids(temp_dir, gcs)])
+
+
+def test_the_driver_runs_the_fleet_on_a_ray_cluster_through_ray_client(
+    fleet: Fleet, ray_head: tuple[str, str]
+) -> None:
+    """What the chart's driver does: `--ray-address ray://...`, the actors on the cluster."""
+    client_address, _ = ray_head
+    argv = [
+        str(Path(sys.executable).with_name("vpa-fleet")),
+        "run",
+        "--fleet",
+        str(fleet.file),
+        "--kubeconfig",
+        str(fleet.home),
+        "--once",
+        "--ray-address",
+        client_address,
+    ]
+    run = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "fleet: 3 cluster(s) (one, two, three), 2 ShardActor(s)" in run.stdout
+    summary = next(line for line in run.stdout.splitlines() if line.startswith("fleet tick 1:"))
+    assert summary.startswith("fleet tick 1: 6 shard(s) on 2 actor(s), 18 VPA(s), ")
+    assert summary.endswith(" 0 error(s), 0 busy cluster(s)")
 
 
 def _lease(kube: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -537,6 +625,20 @@ def test_a_hung_cluster_delays_no_other_and_piles_no_ticks_up(fleet: Fleet, tmp_
         passes = sum(r.namespaces for t in ticks for r in _reports(t.actors)["one"])
         assert counts["limit"] == 1 and counts["peak"] == 1
         assert counts["granted"] == passes and counts["in_use"] == 0
+        # The busy ticks are counted on Ray's metrics export, tagged with the cluster.
+        port = ray._private.worker.global_worker.node.metrics_export_port
+
+        def busy_exported() -> list[str] | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                lines = answer.read().decode().splitlines()
+            found = [
+                line
+                for line in lines
+                if line.startswith("ray_vpa_fleet_busy_total{") and 'cluster="slow"' in line
+            ]
+            return found or None
+
+        eventually(busy_exported, 60, "ray_vpa_fleet_busy_total of cluster slow")
     finally:
         handles.kill(ray)
         hung_prometheus.close()
