@@ -325,6 +325,8 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="api"),
         interceptors=interceptors,
+        # gRPC shares ports by default: a second server on a taken port would bind silently.
+        options=[("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_InspectionServicer_to_server(service, server)
     checker = health.HealthServicer()
@@ -342,6 +344,8 @@ def start_server(
             port = server.add_insecure_port(listen)
     except RuntimeError as error:
         raise RuntimeError(f"api.listen {listen}: cannot bind ({error})") from None
+    if port == 0:
+        raise RuntimeError(f"api.listen {listen}: cannot bind (in use, or not an address here)")
     server.start()
     for name in ("", SERVICE_NAME):
         checker.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recommender.api.serve import ApiStartError, start_api
+from recommender.api.server import InspectionService, StatusBoard, start_server
 from recommender.settings import SettingsError, load_settings
 
 
@@ -33,3 +35,35 @@ def test_bad_address_and_half_tls_name_their_field(tmp_path: Path) -> None:
         load_settings(None, {"api.tls_cert_file": str(tmp_path / "c.pem")})
     with pytest.raises(SettingsError, match=r"api\.client_ca_file: needs tls_cert_file"):
         load_settings(None, {"api.client_ca_file": str(tmp_path / "ca.pem")})
+
+
+def test_an_unreadable_or_empty_token_file_stops_the_start_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    settings = load_settings(None, {"api.enabled": True, "api.token_file": str(missing)})
+    with pytest.raises(ApiStartError, match=rf"api\.token_file {missing}: cannot be read"):
+        start_api(settings, StatusBoard())
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    settings = load_settings(None, {"api.enabled": True, "api.token_file": str(empty)})
+    with pytest.raises(ApiStartError, match=rf"api\.token_file {empty}: is empty"):
+        start_api(settings, StatusBoard())
+
+
+def test_an_address_in_use_is_reported(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    first = start_server(InspectionService({}), "127.0.0.1:0", token="t")
+    try:
+        settings = load_settings(
+            None,
+            {
+                "api.enabled": True,
+                "api.listen": f"127.0.0.1:{first.port}",
+                "api.token_file": str(token),
+                "kubeconfig": str(tmp_path / "kubeconfig"),
+            },
+        )
+        with pytest.raises(ApiStartError, match=rf"api\.listen 127\.0\.0\.1:{first.port}"):
+            start_api(settings, StatusBoard(), clusters={})
+    finally:
+        first.stop(0)
