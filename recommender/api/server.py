@@ -150,7 +150,8 @@ def _after(token: str, context: grpc.ServicerContext) -> tuple[str, ...]:
     if not token:
         return ()
     try:
-        return tuple(base64.urlsafe_b64decode(token.encode()).decode().split("\x00"))
+        decoded = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+        return tuple(decoded.decode().split("\x00"))
     except (ValueError, UnicodeDecodeError):
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"page_token {token!r} is not valid")
 
@@ -211,10 +212,10 @@ class InspectionService(pb_grpc.InspectionServicer):
         found.sort(key=lambda r: (r.cluster, r.namespace, r.name))
         rest = [r for r in found if (r.cluster, r.namespace, r.name) > after]
         page = rest[:size]
-        token = _page_token((page[-1].cluster, page[-1].namespace, page[-1].name))
-        return pb.ListRecommendationsResponse(
-            recommendations=page, next_page_token=token if len(rest) > size else ""
-        )
+        token = ""
+        if len(rest) > size:
+            token = _page_token((page[-1].cluster, page[-1].namespace, page[-1].name))
+        return pb.ListRecommendationsResponse(recommendations=page, next_page_token=token)
 
     def GetRecommendation(  # noqa: N802 - the RPC's name
         self, request: pb.GetRecommendationRequest, context: grpc.ServicerContext
@@ -257,7 +258,9 @@ class InspectionService(pb_grpc.InspectionServicer):
         ]
         # Newest first; the position in that order pages them (records only get added).
         chosen.sort(key=lambda a: a.time, reverse=True)
-        start = int(after[0]) if after else 0
+        start = int(after[0]) if after and after[0].isdigit() else 0
+        if after and not after[0].isdigit():
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_token is not one of ours")
         page = chosen[start : start + size]
         more = start + size < len(chosen)
         return pb.ListActionsResponse(

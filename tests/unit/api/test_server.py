@@ -194,3 +194,26 @@ def test_in_fleet_mode_the_status_is_the_coordinator_s() -> None:
         ("shard-0", "2026-11-29T12:00:00Z", []),
         ("shard-1", "", ["dead"]),
     ]
+
+
+def test_bad_paging_is_an_invalid_argument_naming_it(
+    served: tuple[RunningServer, StatusBoard],
+) -> None:
+    server, _ = served
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(_address(server)) as channel:
+        stub = pb_grpc.InspectionStub(channel)
+        for request, detail in (
+            (pb.ListRecommendationsRequest(page_token="%%%"), "page_token '%%%' is not valid"),
+            (pb.ListRecommendationsRequest(page_size=-1), "page_size -1 is negative"),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ListRecommendations(request, metadata=metadata, timeout=5)
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.details() == detail
+
+
+def test_no_vpa_at_all_is_an_empty_list(served: tuple[RunningServer, StatusBoard]) -> None:
+    server, _ = served
+    with InspectionClient(_address(server), token=TOKEN) as client:
+        assert list(client.recommendations()) == []
