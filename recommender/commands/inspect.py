@@ -31,6 +31,9 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     api.add_argument(
         "--token-file", type=Path, help=f"file holding the bearer token (or ${TOKEN_ENV})"
     )
+    api.add_argument(
+        "--token", help="the bearer token itself (visible to other users in process lists)"
+    )
     api.add_argument("--tls", action="store_true", help="connect with TLS")
     api.add_argument("--ca-file", type=Path, help="CA of the server's certificate (implies --tls)")
     api.add_argument("--cert-file", type=Path, help="client certificate for mutual TLS")
@@ -44,6 +47,8 @@ def client(args: argparse.Namespace) -> InspectionClient:
     token = os.environ.get(TOKEN_ENV) or None
     if args.token_file is not None:
         token = args.token_file.read_text(encoding="utf-8").strip()
+    if args.token:
+        token = args.token
     secure = args.tls or args.ca_file or args.cert_file
     tls = ClientTls(args.ca_file, args.cert_file, args.key_file) if secure else None
     return InspectionClient(args.server, token=token, tls=tls)

@@ -414,6 +414,16 @@ def test_a_request_without_the_token_is_refused(api: RunningServer) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             stub.ListRecommendations(pb.ListRecommendationsRequest(), timeout=30)
     assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    wrong = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
+        [str(BIN / "vpa-fleet"), "inspect", "-A", "--server", f"127.0.0.1:{api.port}",
+         "--token", "not-the-token"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "UNAUTHENTICATED: wrong bearer token" in wrong.stderr
+    right = _cli(
+        "inspect", "-A", "-o", "json", "--server", f"127.0.0.1:{api.port}", "--token", TOKEN
+    )
+    assert json.loads(right)
     result = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
         [str(BIN / "vpa-fleet"), "inspect", "-A", "--server", f"127.0.0.1:{api.port}"],
         capture_output=True, text=True, timeout=120,
