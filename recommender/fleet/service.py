@@ -125,10 +125,11 @@ def start_actors(
         shards[name] = remote.options(name=name, num_cpus=per_actor).remote(
             name, fleet, template, home=home, limiter=limiter, of=fleet.actors
         )
-    # A second thread lets status() answer while a tick runs.
+    # A second thread lets status() answer while a tick runs. Restarted when it dies: it holds
+    # no state the ShardActors do not (its plan is computed again at its first tick).
     coordinator = (
         ray.remote(Coordinator)
-        .options(name=f"{prefix}{COORDINATOR_NAME}", num_cpus=0, max_concurrency=2)
+        .options(name=f"{prefix}{COORDINATOR_NAME}", num_cpus=0, max_concurrency=2, max_restarts=-1)
         .remote(fleet, settings.recommender_name, shards, home)
     )
     return FleetActors(shards, coordinator, limiter, sorted(shards))
@@ -191,7 +192,12 @@ class _FleetDriver:
             return not stop.is_set()
         assert self.actors is not None
         self.ticks += 1
-        tick: FleetTick = self.ray.get(self.actors.coordinator.tick.remote())
+        try:
+            tick: FleetTick = self.ray.get(self.actors.coordinator.tick.remote())
+        except self.ray.exceptions.RayActorError as error:
+            self._say(f"tick {self.ticks}: the Coordinator failed ({error}); Ray restarts it")
+            stop.wait(min(5.0, self.settings.tick_interval_s))
+            return not stop.is_set()
         tick.number = self.ticks
         print_fleet_report(tick, self.out)
         interval = self.settings.checkpoint_interval_s

@@ -279,6 +279,28 @@ def test_a_killed_shard_actor_restores_its_shards(fleet: Fleet) -> None:
         assert {r.outcome for r in report.results} == {"unchanged"}
 
 
+def test_a_killed_coordinator_comes_back_with_the_same_plan_and_nothing_refetched(
+    fleet: Fleet,
+) -> None:
+    before = ray.get(fleet.coordinator.shard_map.remote())
+    ray.kill(fleet.coordinator, no_restart=False)
+
+    def recovered() -> list[ActorReport] | None:
+        try:
+            tick: FleetTick = ray.get(fleet.coordinator.tick.remote())
+        except ray.exceptions.RayActorError:
+            return None  # still restarting
+        return None if any(a.errors for a in tick.actors) or tick.errors else tick.actors
+
+    reports = eventually(recovered, 120, "the killed Coordinator to come back")
+    assert ray.get(fleet.coordinator.shard_map.remote()) == before
+    for actor in reports:
+        for report in actor.reports.values():
+            # The ShardActors kept their state: only the minutes since the last tick are read.
+            assert report.queries <= 4 * report.namespaces
+            assert {r.outcome for r in report.results} == {"unchanged"}
+
+
 def test_shard_map_names_every_shard(fleet: Fleet) -> None:
     shard_map = ray.get(fleet.coordinator.shard_map.remote())
     assert set(shard_map) == {"shard-0", "shard-1"}
