@@ -6,6 +6,7 @@ is refused what it must not do, and the loop completes ticks with that ServiceAc
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from analytics.sources.prometheus import (
     PrometheusConnection,
@@ -27,6 +29,9 @@ from analytics.sources.prometheus import (
     PrometheusSourceConfig,
     load_config,
 )
+from recommender.api.client import ClientError, ClientTls, InspectionClient
+from recommender.api.serve import start_api
+from recommender.api.server import StatusBoard
 from recommender.cli import build_parser
 from recommender.fleet.access import ClusterAccessError, HomeCluster, cluster_client
 from recommender.fleet.actors import discover
@@ -157,6 +162,8 @@ def test_the_chart_renders_the_single_cluster_objects() -> None:
             "Deployment",
             "NetworkPolicy",
             "PodDisruptionBudget",
+            "Secret",  # the inspection API's token
+            "Secret",  # and its certificate
         ]
     )
     deployment = only(manifests, "Deployment")
@@ -164,7 +171,7 @@ def test_the_chart_renders_the_single_cluster_objects() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["run", "--config", "/etc/vpa-fleet/config.yaml", "--leader-elect"]
     assert container["image"] == "vpa-fleet:0.1.0"
-    # The Service's ports are the container's (placeholders until gRPC and metrics exist).
+    # The Service's ports are the container's: the inspection API and /metrics.
     service = only(manifests, "Service")
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {
         p["name"] for p in container["ports"]
@@ -176,6 +183,85 @@ def test_the_chart_and_the_package_have_one_version() -> None:
     with (ROOT / "pyproject.toml").open("rb") as file:
         project = tomllib.load(file)["project"]
     assert chart["appVersion"] == project["version"]
+
+
+def test_the_inspection_api_is_on_by_default_with_a_token_and_tls(tmp_path: Path) -> None:
+    manifests = render(release="prod", namespace="autoscaling")
+    secrets = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Secret"}
+    token = base64.b64decode(secrets["prod-vpa-fleet-api-token"]["data"]["token"])
+    assert len(token) == 48
+    tls = secrets["prod-vpa-fleet-api-tls"]
+    assert tls["type"] == "kubernetes.io/tls"
+    cert = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["tls.crt"]))
+    ca = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["ca.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "prod-vpa-fleet.autoscaling.svc" in names.get_values_for_type(x509.DNSName)
+    # The settings the pod loads serve the API on the Service's port with both mounted.
+    config = tmp_path / "config.yaml"
+    config.write_text(only(manifests, "ConfigMap")["data"]["config.yaml"])
+    api = load_settings(config, env={}).api
+    assert (api.enabled, api.listen) == (True, "0.0.0.0:50051")
+    pod = only(manifests, "Deployment")["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}
+    assert str(api.token_file).startswith(mounts["api-token"])
+    assert str(api.tls_cert_file).startswith(mounts["api-tls"])
+    assert volumes["api-token"] == "prod-vpa-fleet-api-token"
+    assert volumes["api-tls"] == "prod-vpa-fleet-api-tls"
+    # Off, nothing of it is rendered and the settings say so.
+    off = render({"api": {"enabled": False}}, release="prod", namespace="autoscaling")
+    assert not [m for m in off if m["kind"] == "Secret"]
+    config.write_text(only(off, "ConfigMap")["data"]["config.yaml"])
+    assert load_settings(config, env={}).api.enabled is False
+
+
+def test_the_charts_token_and_certificate_guard_a_real_api_server(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """The API started with the settings and Secrets the chart renders (only the paths and the
+    port moved to this machine): TLS with the chart's CA and the token answer; no token, or
+    plaintext, are refused."""
+    manifests = render(release="prod", namespace="autoscaling")
+    secrets = {m["metadata"]["name"]: m["data"] for m in manifests if m["kind"] == "Secret"}
+    files = {
+        "token": secrets["prod-vpa-fleet-api-token"]["token"],
+        **secrets["prod-vpa-fleet-api-tls"],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(base64.b64decode(data))
+    config = tmp_path / "config.yaml"
+    config.write_text(only(manifests, "ConfigMap")["data"]["config.yaml"])
+    settings = load_settings(
+        config,
+        {
+            "kubeconfig": str(control_plane.kubeconfig),
+            "api.listen": "127.0.0.1:0",
+            "api.token_file": str(tmp_path / "token"),
+            "api.tls_cert_file": str(tmp_path / "tls.crt"),
+            "api.tls_key_file": str(tmp_path / "tls.key"),
+        },
+        env={},
+    )
+    server = start_api(settings, StatusBoard())
+    try:
+        address = f"localhost:{server.port}"
+        token = (tmp_path / "token").read_text()
+        tls = ClientTls(tmp_path / "ca.crt")
+        with InspectionClient(address, token=token, tls=tls) as client:
+            client.fleet_status()
+        with (
+            InspectionClient(address, token="", tls=tls) as client,
+            pytest.raises(ClientError, match="UNAUTHENTICATED"),
+        ):
+            client.fleet_status()
+        with (
+            InspectionClient(address, token=token) as client,
+            pytest.raises(ClientError, match="UNAVAILABLE"),
+        ):
+            client.fleet_status()
+    finally:
+        server.stop(0)
 
 
 def test_the_charts_crds_are_those_of_crds_dir() -> None:
@@ -224,8 +310,10 @@ def test_fleet_mode_renders_a_raycluster_a_driver_and_the_fleet_file(tmp_path: P
             "verbs": ["get"],
         }
     ]
-    assert [m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"] == [
-        "prod-vpa-fleet-ray-token"
+    assert sorted(m["metadata"]["name"] for m in manifests if m["kind"] == "Secret") == [
+        "prod-vpa-fleet-api-tls",  # the driver serves the inspection API
+        "prod-vpa-fleet-api-token",
+        "prod-vpa-fleet-ray-token",
     ]
     # The fleet file loads, with the Secret's key of each cluster's name.
     data = only(manifests, "ConfigMap")["data"]
@@ -322,7 +410,16 @@ def test_the_schema_rejects_unknown_settings_and_unquoted_quantities() -> None:
 
 
 # Settings the chart gives itself (or, for the fleet file, that single mode never gives).
-CHART_SETS = {"kubeconfig", "context", "prometheus", "leader_election", "ray", "once", "fleet"}
+CHART_SETS = {
+    "kubeconfig",
+    "context",
+    "prometheus",
+    "leader_election",
+    "ray",
+    "once",
+    "fleet",
+    "api",
+}
 
 
 def test_the_schema_knows_every_setting_the_chart_leaves_to_the_user() -> None:
@@ -362,7 +459,7 @@ def test_the_pod_loads_its_settings_from_the_configmap_flags_and_secret(tmp_path
     # The token comes from the Secret through the environment, never from the ConfigMap.
     token = next(e for e in container["env"] if e["name"] == TOKEN_ENV)
     assert token["valueFrom"]["secretKeyRef"] == {"name": "prom", "key": "token"}
-    assert "token" not in config.read_text()
+    assert "bearer_token" not in config.read_text()
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     env[TOKEN_ENV] = "s3cret"
     settings = load_settings(config, {"leader_election.enabled": args.leader_elect}, env)
@@ -412,7 +509,8 @@ def test_the_pod_spec_is_restricted_by_construction() -> None:
         assert context["readOnlyRootFilesystem"] is True
         assert context["capabilities"] == {"drop": ["ALL"]}
     for volume in pod["volumes"]:
-        assert set(volume) - {"name"} <= {"configMap", "emptyDir"}
+        # The kinds PodSecurity `restricted` allows (secret: the inspection API's token and TLS).
+        assert set(volume) - {"name"} <= {"configMap", "emptyDir", "secret"}
 
 
 def test_the_service_monitor_scrapes_the_metrics_port() -> None:

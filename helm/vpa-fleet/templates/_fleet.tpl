@@ -57,6 +57,7 @@ namespaces), the Lease, and the Ray cluster's client address.
     "renew_interval_s" .Values.leaderElection.renewIntervalSeconds) }}
 {{- $_ := set $settings "ray" (dict
     "address" (printf "ray://%s-head-svc.%s.svc:10001" (include "vpa-fleet.rayClusterName" .) .Release.Namespace)) }}
+{{- $_ := set $settings "api" (include "vpa-fleet.apiSettings" . | fromYaml) }}
 {{- toYaml $settings }}
 {{- end }}
 

@@ -85,6 +85,55 @@ sections the chart owns: prometheus (URL from prometheus.url; the token comes fr
 environment), leader_election (the Lease of the Role) and ray (the embedded Ray sized to the
 pod). Leader election itself is switched on by the --leader-elect flag.
 */}}
+{{/* The inspection API's Secrets: the user's, or those the chart generates. */}}
+{{- define "vpa-fleet.apiTokenSecretName" -}}
+{{- default (printf "%s-api-token" (include "vpa-fleet.fullname" .)) .Values.api.token.secretName }}
+{{- end }}
+{{- define "vpa-fleet.apiTlsSecretName" -}}
+{{- default (printf "%s-api-tls" (include "vpa-fleet.fullname" .)) .Values.api.tls.secretName }}
+{{- end }}
+
+{{/* The `api` settings of `vpa-fleet run`: on every interface of the pod, on service.grpcPort,
+with the mounted token and certificate. */}}
+{{- define "vpa-fleet.apiSettings" -}}
+{{- $api := dict "enabled" .Values.api.enabled }}
+{{- if .Values.api.enabled }}
+{{- $_ := set $api "listen" (printf "0.0.0.0:%d" (int .Values.service.grpcPort)) }}
+{{- $_ := set $api "token_file" (printf "/etc/vpa-fleet-api/token/%s" .Values.api.token.secretKey) }}
+{{- if .Values.api.tls.enabled }}
+{{- $_ := set $api "tls_cert_file" "/etc/vpa-fleet-api/tls/tls.crt" }}
+{{- $_ := set $api "tls_key_file" "/etc/vpa-fleet-api/tls/tls.key" }}
+{{- end }}
+{{- end }}
+{{- toYaml $api }}
+{{- end }}
+
+{{/* The API's volumes and their mounts (with nindent by the caller). */}}
+{{- define "vpa-fleet.apiVolumeMounts" -}}
+{{- if .Values.api.enabled }}
+- name: api-token
+  mountPath: /etc/vpa-fleet-api/token
+  readOnly: true
+{{- if .Values.api.tls.enabled }}
+- name: api-tls
+  mountPath: /etc/vpa-fleet-api/tls
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "vpa-fleet.apiVolumes" -}}
+{{- if .Values.api.enabled }}
+- name: api-token
+  secret:
+    secretName: {{ include "vpa-fleet.apiTokenSecretName" . }}
+{{- if .Values.api.tls.enabled }}
+- name: api-tls
+  secret:
+    secretName: {{ include "vpa-fleet.apiTlsSecretName" . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "vpa-fleet.settings" -}}
 {{- $settings := deepCopy (.Values.config | default dict) }}
 {{- $prometheus := deepCopy (.Values.prometheus.settings | default dict) }}
@@ -103,6 +152,7 @@ pod). Leader election itself is switched on by the --leader-elect flag.
 {{- end }}
 {{- $_ := set $metrics "port" (int .Values.service.metricsPort) }}
 {{- $_ := set $settings "metrics" $metrics }}
+{{- $_ := set $settings "api" (include "vpa-fleet.apiSettings" . | fromYaml) }}
 {{- $_ := set $settings "ray" (dict
     "num_cpus" .Values.ray.numCpus
     "object_store_bytes" .Values.ray.objectStoreBytes
