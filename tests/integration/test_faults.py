@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,10 +110,12 @@ def test_the_api_server_stopped_mid_tick(setup: Setup) -> None:
         )
         clock[0] += dt.timedelta(minutes=1)
         report = recommender.tick()
-        # The watch may take a moment to come back: a later tick sees the new VPA.
-        for _ in range(30):
+        # The watches resume with backoff (up to 30 s): a later tick sees the new VPA.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
             if {r.key.split("/")[1] for r in report.results} >= {"a", "b", "c", "late"}:
                 break
+            time.sleep(1)
             clock[0] += dt.timedelta(minutes=1)
             report = recommender.tick()
         written = {r.key.split("/")[1]: r.outcome for r in report.results}
