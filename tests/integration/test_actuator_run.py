@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,10 +17,9 @@ from recommender.kube.rest import JSON, KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from testbed.cluster import ControlPlane
 from testbed.demo import Demo, DemoWorkload, start_demo
-from testbed.process import free_port
 from testbed.series import container
+from tests.integration.runs import run_argv
 
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
 # Uses 50m and 64Mi, asks for 1 CPU and 1Gi: outside any bound the engine gives it.
 SOLO = DemoWorkload("Deployment", "act", "solo", 1, (container("solo", 0.05, 64, 1.0, 1024),))
 
@@ -46,32 +42,18 @@ def demo(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _run(plane: ControlPlane, demo: Demo, namespace: str, *settings: str) -> str:
-    temp = Path(tempfile.mkdtemp(prefix="vfact-", dir="/tmp"))  # Ray's sockets: short paths
     sets = [arg for item in settings for arg in ("--set", item)]
-    argv = [
-        str(VPA_FLEET),
-        "run",
-        "--once",
-        "--kubeconfig",
-        str(plane.kubeconfig),
-        "--prometheus-url",
+    argv = run_argv(
+        plane.kubeconfig,
         demo.prometheus.url,
-        "--cluster",
-        "testbed",
-        "-n",
-        namespace,
-        "--set",
-        f"ray.dashboard_port={free_port()}",
-        "--set",
-        "ray.num_cpus=1",
-        "--set",
-        f"ray.temp_dir={temp}",
+        [namespace],
+        "--once",
         "--set",
         "history_days=2",
         "--set",
         "metrics.enabled=false",
         *sets,
-    ]
+    )
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout

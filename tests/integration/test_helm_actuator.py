@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
-import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -18,11 +15,10 @@ from recommender.kube.rest import KubeApiError, KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from testbed.cluster import ControlPlane
 from testbed.demo import DemoWorkload, start_demo
-from testbed.process import free_port
 from testbed.series import container
+from tests.integration.runs import run_argv
 from tests.integration.test_helm import _install, _uninstall
 
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
 # Uses 50m and 64Mi, asks for 1 CPU and 1Gi: outside any bound the engine gives it.
 SOLO = DemoWorkload("Deployment", "rbac", "solo", 1, (container("solo", 0.05, 64, 1.0, 1024),))
 
@@ -54,20 +50,12 @@ def test_the_charts_service_account_ticks_and_rolls_out_with_the_actuator_on(
         with pytest.raises(KubeApiError) as refused:
             release.kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/anything")
         assert refused.value.status == 403
-        temp = Path(tempfile.mkdtemp(prefix="vfha-", dir="/tmp"))  # Ray's sockets: short paths
         done = subprocess.run(
-            [
-                str(VPA_FLEET),
-                "run",
-                "--once",
-                "--kubeconfig",
-                str(release.kubeconfig),
-                "--prometheus-url",
+            run_argv(
+                release.kubeconfig,
                 demo.prometheus.url,
-                "--cluster",
-                "testbed",
-                "-n",
-                namespace,
+                [namespace],
+                "--once",
                 "--set",
                 "history_days=1",
                 "--set",
@@ -75,14 +63,8 @@ def test_the_charts_service_account_ticks_and_rolls_out_with_the_actuator_on(
                 "--set",
                 "actuator.mode=patch",
                 "--set",
-                f"ray.dashboard_port={free_port()}",
-                "--set",
-                "ray.num_cpus=1",
-                "--set",
-                f"ray.temp_dir={temp}",
-                "--set",
                 "metrics.enabled=false",
-            ],
+            ),
             capture_output=True,
             text=True,
             timeout=300,

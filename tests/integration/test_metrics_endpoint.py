@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from recommender.kube.rest import KubeClient, load_api_client
 from testbed.cluster import ControlPlane
 from testbed.demo import DEMO, Demo, start_demo
-from testbed.process import free_port
+from tests.integration.runs import run_argv
 
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
 TICK = re.compile(
     r"tick 1: (?P<vpas>\d+) VPA\(s\) in (?P<namespaces>\d+) namespace\(s\), (?P<queries>\d+) "
     r"Prometheus queries, (?P<samples>\d+) samples, (?P<writes>\d+) status write\(s\), "
@@ -68,30 +65,17 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_metrics_after_a_tick_match_its_report(cluster: Cluster) -> None:
-    ray_temp = Path(tempfile.mkdtemp(prefix="vfmet-", dir="/tmp"))  # Ray's sockets: short paths
-    argv = [
-        str(VPA_FLEET),
-        "run",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--prometheus-url",
+    argv = run_argv(
+        cluster.kubeconfig,
         cluster.demo.prometheus.url,
-        "--cluster",
-        "testbed",
-        *[arg for ns in cluster.namespaces for arg in ("-n", ns)],
+        cluster.namespaces,
         "--history-days",
         "1",
         "--tick-interval",
         "3600",  # one tick, then the process waits: /metrics is read meanwhile
         "--set",
         "metrics.port=0",
-        "--set",
-        f"ray.dashboard_port={free_port()}",
-        "--set",
-        "ray.num_cpus=1",
-        "--set",
-        f"ray.temp_dir={ray_temp}",
-    ]
+    )
     process = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,

@@ -8,8 +8,6 @@ import base64
 import datetime as dt
 import secrets
 import subprocess
-import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,10 +17,9 @@ import yaml
 from recommender.kube.rest import KubeClient, load_api_client
 from testbed.cluster import ControlPlane
 from testbed.demo import DemoWorkload, start_demo
-from testbed.process import free_port
 from testbed.series import MI, ContainerSpec
+from tests.integration.runs import ray_temp_dir, run_argv
 
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
 APP = ContainerSpec("app", 0.1, 100 * MI, 0.1, 128 * MI)
 
 
@@ -90,32 +87,22 @@ def test_a_debug_run_prints_no_credential(
         token = _service_account_kubeconfig(kube, control_plane, namespace, kubeconfig)
         bearer = f"bearer-{secrets.token_hex(16)}"
         password = f"pw-{secrets.token_hex(8)}"
-        ray_temp = Path(tempfile.mkdtemp(prefix="vfsec-", dir="/tmp"))
+        ray_temp = ray_temp_dir()
 
         def run(prometheus_url: str, *extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [
-                    str(VPA_FLEET),
-                    "run",
+                run_argv(
+                    kubeconfig,
+                    prometheus_url,
+                    [namespace],
                     "--once",
                     "--log-level",
                     "DEBUG",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--prometheus-url",
-                    prometheus_url,
-                    "-n",
-                    namespace,
-                    "--set",
-                    f"ray.dashboard_port={free_port()}",
-                    "--set",
-                    "ray.num_cpus=1",
-                    "--set",
-                    f"ray.temp_dir={ray_temp}",
                     "--set",
                     "metrics.enabled=false",
                     *extra,
-                ],
+                    ray_temp=ray_temp,
+                ),
                 capture_output=True,
                 text=True,
                 timeout=300,

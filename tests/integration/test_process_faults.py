@@ -10,8 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -28,10 +26,9 @@ from recommender.kube.status_writer import vpa_path
 from recommender.vpa.objects import parse_vpa
 from testbed.cluster import ControlPlane
 from testbed.demo import Demo, DemoWorkload, start_demo
-from testbed.process import free_port
 from testbed.series import MI, ContainerSpec
+from tests.integration.runs import run_argv
 
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
 APP = ContainerSpec("app", 0.1, 100 * MI, 0.1, 128 * MI)
 WORKLOADS = 30
 
@@ -47,28 +44,14 @@ class Cluster:
         return [w.name for w in self.demo.workloads]
 
     def argv(self, *extra: str) -> list[str]:
-        ray_temp = Path(tempfile.mkdtemp(prefix="vfpf-", dir="/tmp"))  # short socket paths
-        return [
-            str(VPA_FLEET),
-            "run",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--prometheus-url",
+        return run_argv(
+            self.kubeconfig,
             self.demo.prometheus.url,
-            "--cluster",
-            "testbed",
-            "-n",
-            self.namespace,
-            "--set",
-            f"ray.dashboard_port={free_port()}",
-            "--set",
-            "ray.num_cpus=1",
-            "--set",
-            f"ray.temp_dir={ray_temp}",
+            [self.namespace],
             "--set",
             "metrics.enabled=false",
             *extra,
-        ]
+        )
 
 
 @pytest.fixture(scope="module")

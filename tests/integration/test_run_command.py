@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,10 +21,8 @@ from recommender.kube.rest import JSON, KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from testbed.cluster import ControlPlane
 from testbed.demo import DEMO, Demo, start_demo
-from testbed.process import free_port
 from testbed.ray_local import ray_pids
-
-VPA_FLEET = Path(sys.executable).with_name("vpa-fleet")
+from tests.integration.runs import ray_temp_dir, run_argv
 
 
 @dataclass
@@ -47,25 +43,9 @@ class Cluster:
         return {key: self.kube.get(vpa_path(*key)) for key in self.ours()}
 
     def argv(self, ray_temp: Path, *extra: str) -> list[str]:
-        namespaces = [arg for ns in self.namespaces for arg in ("-n", ns)]
-        return [
-            str(VPA_FLEET),
-            "run",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--prometheus-url",
-            self.demo.prometheus.url,
-            "--cluster",
-            "testbed",
-            *namespaces,
-            "--set",
-            f"ray.dashboard_port={free_port()}",
-            "--set",
-            "ray.num_cpus=1",
-            "--set",
-            f"ray.temp_dir={ray_temp}",
-            *extra,
-        ]
+        return run_argv(
+            self.kubeconfig, self.demo.prometheus.url, self.namespaces, *extra, ray_temp=ray_temp
+        )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +67,6 @@ def cluster(
         demo.stop()
 
 
-def _short_temp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="vfrun-", dir="/tmp"))  # Ray's sockets need short paths
-
-
 def _queries(output: str) -> int:
     found = re.search(
         r"tick 1: \d+ VPA\(s\) in \d+ namespace\(s\), (\d+) Prometheus queries", output
@@ -101,7 +77,7 @@ def _queries(output: str) -> int:
 
 def test_a_restarted_process_restores_instead_of_refetching(cluster: Cluster) -> None:
     first = subprocess.run(
-        cluster.argv(_short_temp(), "--once"),
+        cluster.argv(ray_temp_dir(), "--once"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -115,7 +91,7 @@ def test_a_restarted_process_restores_instead_of_refetching(cluster: Cluster) ->
     written = cluster.vpas()
 
     second = subprocess.run(
-        cluster.argv(_short_temp(), "--once"),
+        cluster.argv(ray_temp_dir(), "--once"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -133,7 +109,7 @@ def test_a_restarted_process_restores_instead_of_refetching(cluster: Cluster) ->
 
 
 def test_ctrl_c_stops_cleanly(cluster: Cluster) -> None:
-    ray_temp = _short_temp()
+    ray_temp = ray_temp_dir()
     process = subprocess.Popen(
         cluster.argv(ray_temp, "--tick-interval", "2"),
         stdout=subprocess.PIPE,
