@@ -84,7 +84,7 @@ def actuate(actuator: Actuator, recommender: ClusterRecommender) -> ActuationRep
 
     cluster = recommender.options.cluster
     return actuator.run_once(
-        recommender.our_vpas(),
+        recommender.vpas_as_written(),
         peaks=lambda namespace, name: memory_peaks(recommender.store, cluster, namespace, name),
         policy_for=policy_for,
     )

@@ -53,6 +53,7 @@ from recommender.vpa.objects import (
     InvalidVpaError,
     RecommendedContainerResources,
     VerticalPodAutoscaler,
+    VpaStatus,
     parse_vpa,
 )
 from recommender.vpa.safety import Observed, SafetyLimits, guard
@@ -200,6 +201,9 @@ class ClusterRecommender:
         # Set when the API server stops answering during a tick: its remaining writes are
         # reported at once instead of each waiting for a connection that will not come.
         self._unreachable: str | None = None
+        # The statuses this recommender wrote, for readers right after a tick: the watch
+        # delivers them a moment later.
+        self._written: dict[VpaKey, VpaStatus] = {}
         # Namespaces in a row whose queries got no answer this tick (and the last error):
         # after SILENT_NAMESPACES of them the others are not queried, so that a Prometheus
         # that has stopped answering costs a tick a few timeouts, not one per namespace.
@@ -251,6 +255,16 @@ class ClusterRecommender:
                     ours[key] = vpa
         return ours
 
+    def vpas_as_written(self) -> dict[VpaKey, VerticalPodAutoscaler]:
+        """Our VPAs with the status this recommender last wrote to each, where the watch has
+        not brought it back yet (what acts right after a tick must see that tick's writes)."""
+        ours = self.our_vpas()
+        for key, vpa in ours.items():
+            written = self._written.get(key)
+            if written is not None and vpa.status != written:
+                ours[key] = vpa.model_copy(update={"status": written})
+        return ours
+
     def _forget_missing(self, ours: Mapping[VpaKey, VerticalPodAutoscaler]) -> None:
         """Drop the state of VPAs that are gone, not ours any more, or replaced (new uid)."""
         stale = {
@@ -280,6 +294,7 @@ class ClusterRecommender:
             self._resolved.pop(key, None)
             self._uids.pop(key, None)
             self.history_end.pop(key, None)
+            self._written.pop(key, None)
 
     def own(self, namespaces: Collection[str]) -> tuple[int, int]:
         """Answer for exactly these namespaces from now on (this cluster's shards of a fleet).
@@ -548,6 +563,8 @@ class ClusterRecommender:
             if error.unreachable:  # the other writes of this tick would only wait for it too
                 self._unreachable = error.message
             return VpaResult(vpa.key, "error", tuple(capped), message=str(error))
+        if outcome is WriteResult.WRITTEN:
+            self._written[(vpa.metadata.namespace, vpa.metadata.name)] = status
         return VpaResult(vpa.key, outcome.value, tuple(capped), resolution.config_unsupported or "")
 
     def _write_stale(self, vpa: VerticalPodAutoscaler, message: str, now: dt.datetime) -> VpaResult:
@@ -555,7 +572,9 @@ class ClusterRecommender:
         if self._unreachable is not None:
             return VpaResult(vpa.key, "skipped", message=message)
         try:
-            self.writer.write(vpa, stale_status(vpa, message, _condition_time(now)))
+            stale = stale_status(vpa, message, _condition_time(now))
+            if self.writer.write(vpa, stale) is WriteResult.WRITTEN:
+                self._written[(vpa.metadata.namespace, vpa.metadata.name)] = stale
         except KubeApiError as error:
             log.error("VPA %s: HistoryStale condition not written: %s", vpa.key, error)
             if error.unreachable:
