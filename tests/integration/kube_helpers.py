@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TypeVar
 
 import yaml
 from kubernetes import client
 
+from analytics.quantity import parse_quantity
+from recommender.kube.rest import KubeApiError, KubeClient, load_api_client
 from testbed import demo
 from testbed.cluster import ControlPlane
+from testbed.kubelet_sim import KubeletSimulator
+from testbed.vpa_components import (
+    AdmissionController,
+    Updater,
+    start_admission_controller,
+    start_updater,
+)
 
 T = TypeVar("T")
 
@@ -96,3 +108,74 @@ def inline_kubeconfig(plane: ControlPlane, context: str = "admin@c") -> str:
             "current-context": context,
         }
     )
+
+
+def exists(kube: KubeClient, path: str) -> bool:
+    """Whether the object at `path` exists (any other error is raised)."""
+    try:
+        kube.get(path)
+    except KubeApiError as error:
+        if error.not_found:
+            return False
+        raise
+    return True
+
+
+def quantities(resources: Mapping[str, str] | None) -> dict[str, Fraction]:
+    """A resource list's quantities as exact values, to compare "0.5" with "500m"."""
+    return {name: parse_quantity(value) for name, value in (resources or {}).items()}
+
+
+@dataclass
+class UpdaterBed:
+    """A namespace of its own with the stock VPA admission controller and updater watching
+    it, and the kubelet simulator answering its pods' resizes."""
+
+    kube: KubeClient
+    namespace: str
+    simulator: KubeletSimulator
+    admission: AdmissionController
+    updater: Updater
+
+
+@contextlib.contextmanager
+def updater_bed(
+    control_plane: ControlPlane,
+    kube_api: client.ApiClient,
+    prefix: str,
+    *,
+    interval_s: float,
+    feature_gates: Mapping[str, bool] | None = None,
+) -> Iterator[UpdaterBed]:
+    """Start the pieces (updater with --min-replicas 2), stop them in reverse order, and
+    check that the simulator handled every pod."""
+    kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
+    namespace = unique_namespace(kube_api, prefix)
+    eventually(
+        lambda: exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+        60,
+        f"the default ServiceAccount of {namespace}",
+    )
+    simulator = KubeletSimulator(kube, namespace=namespace).start()
+    admission: AdmissionController | None = None
+    updater: Updater | None = None
+    try:
+        admission = start_admission_controller(
+            control_plane, namespace=namespace, feature_gates=feature_gates
+        )
+        updater = start_updater(
+            control_plane,
+            admission_controller=admission,
+            namespace=namespace,
+            min_replicas=2,
+            interval_s=interval_s,
+            feature_gates=feature_gates,
+        )
+        yield UpdaterBed(kube, namespace, simulator, admission, updater)
+    finally:
+        if updater is not None:
+            updater.stop()
+        if admission is not None:
+            admission.stop()
+        simulator.stop()
+    assert simulator.errors == 0, "the kubelet simulator failed on some pods (see its log)"

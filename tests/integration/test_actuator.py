@@ -27,11 +27,10 @@ from fractions import Fraction
 import pytest
 from kubernetes import client
 
-from analytics.quantity import parse_quantity
 from recommender.actuator.audit import AuditAction, AuditRecord
 from recommender.actuator.plan import Method, Policy, SkipReason, Trigger
 from recommender.actuator.service import PLANNED, ROLLED_OUT, SKIPPED, ActuationReport, Actuator
-from recommender.kube.rest import JSON, KubeApiError, KubeClient, load_api_client
+from recommender.kube.rest import JSON, KubeClient
 from recommender.kube.status_writer import StatusWriter, WriteResult, vpa_path
 from recommender.vpa.objects import RecommendedContainerResources, parse_vpa
 from recommender.vpa.status import desired_status
@@ -41,10 +40,8 @@ from testbed.kubelet_sim import RESIZE_ANNOTATION, Answer, KubeletSimulator
 from testbed.vpa_components import (
     AdmissionController,
     Updater,
-    start_admission_controller,
-    start_updater,
 )
-from tests.integration.kube_helpers import eventually, unique_namespace
+from tests.integration.kube_helpers import eventually, quantities, updater_bed
 
 INTERVAL_S = 5.0
 REQUESTS = {"cpu": "100m", "memory": "128Mi"}
@@ -104,60 +101,22 @@ class Bed:
 
 @pytest.fixture(scope="module")
 def bed(control_plane: ControlPlane, kube_api: client.ApiClient) -> Iterator[Bed]:
-    kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
-    namespace = unique_namespace(kube_api, "actuator")
-    eventually(
-        lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
-        60,
-        f"the default ServiceAccount of {namespace}",
-    )
-    simulator = KubeletSimulator(kube, namespace=namespace).start()
-    admission: AdmissionController | None = None
-    updater: Updater | None = None
-    try:
-        admission = start_admission_controller(
-            control_plane, namespace=namespace, feature_gates=GATES
+    with updater_bed(
+        control_plane, kube_api, "actuator", interval_s=INTERVAL_S, feature_gates=GATES
+    ) as running:
+        yield Bed(
+            running.kube, running.namespace, running.simulator, running.admission, running.updater
         )
-        updater = start_updater(
-            control_plane,
-            admission_controller=admission,
-            namespace=namespace,
-            min_replicas=2,
-            interval_s=INTERVAL_S,
-            feature_gates=GATES,
-        )
-        yield Bed(kube, namespace, simulator, admission, updater)
-    finally:
-        if updater is not None:
-            updater.stop()
-        if admission is not None:
-            admission.stop()
-        simulator.stop()
-    assert simulator.errors == 0, "the kubelet simulator failed on some pods (see its log)"
-
-
-def _exists(kube: KubeClient, path: str) -> bool:
-    try:
-        kube.get(path)
-    except KubeApiError as error:
-        if error.not_found:
-            return False
-        raise
-    return True
-
-
-def _values(resources: dict[str, str] | None) -> dict[str, Fraction]:
-    return {name: parse_quantity(value) for name, value in (resources or {}).items()}
 
 
 def _requests(pod_or_template: JSON) -> dict[str, Fraction]:
-    return _values(pod_or_template["spec"]["containers"][0]["resources"].get("requests"))
+    return quantities(pod_or_template["spec"]["containers"][0]["resources"].get("requests"))
 
 
 def _running_requests(pod: JSON) -> dict[str, Fraction]:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     resources = statuses[0].get("resources") if statuses else None
-    return _values((resources or {}).get("requests"))
+    return quantities((resources or {}).get("requests"))
 
 
 def _template(bed: Bed, name: str) -> JSON:
@@ -206,7 +165,7 @@ def _deploy(
         lambda: (
             pods
             if len(pods := bed.pods(name)) == replicas
-            and all(_running_requests(p) == _values(REQUESTS) for p in pods)
+            and all(_running_requests(p) == quantities(REQUESTS) for p in pods)
             else None
         ),
         90,
@@ -280,19 +239,19 @@ def test_infeasible_resize_is_rolled_out_with_the_recommendation(bed: Bed) -> No
         Trigger.INFEASIBLE.value,
         False,
     )
-    assert _requests(_template(bed, "stuck")) == _values(TARGET)
+    assert _requests(_template(bed, "stuck")) == quantities(TARGET)
     replaced = eventually(
         lambda: (
             pods
             if len(pods := bed.pods("stuck")) == 2
             and not _uids(pods) & before
-            and all(_running_requests(p) == _values(TARGET) for p in pods)
+            and all(_running_requests(p) == quantities(TARGET) for p in pods)
             else None
         ),
         120,
         "both pods of stuck replaced by pods running the target",
     )
-    assert all(_requests(p) == _values(TARGET) for p in replaced)
+    assert all(_requests(p) == quantities(TARGET) for p in replaced)
     deployment, vpa = (
         bed.deployment("stuck"),
         bed.kube.get(vpa_path(bed.namespace, "stuck")),
@@ -339,7 +298,7 @@ def test_no_rollout_while_a_disruption_budget_allows_none(bed: Bed) -> None:
     [again] = _records(second, "guarded")
     assert again.count == 2  # the same decision, merged in the audit
     assert bed.deployment("guarded")["metadata"]["generation"] == generation
-    assert _requests(_template(bed, "guarded")) == _values(REQUESTS)
+    assert _requests(_template(bed, "guarded")) == quantities(REQUESTS)
     assert _uids(bed.pods("guarded")) == before
     vpa = bed.kube.get(vpa_path(bed.namespace, "guarded"))
     for obj in (bed.deployment("guarded"), vpa):
@@ -364,11 +323,11 @@ def test_dry_run_changes_nothing_and_records_the_plan(bed: Bed) -> None:
     [record] = _records(report, "planned")
     assert (record.action, record.dry_run) == (AuditAction.ROLLOUT, True)
     [resources] = record.resources
-    assert _values(dict(resources.requests)) == _values(TARGET)
+    assert quantities(dict(resources.requests)) == quantities(TARGET)
     assert "would be rolled out (dry run)" in record.message
     assert [r for r in actuator.audit.records() if r.workload_name == "planned"] == [record]
     assert bed.deployment("planned")["metadata"]["generation"] == generation
-    assert _requests(_template(bed, "planned")) == _values(REQUESTS)
+    assert _requests(_template(bed, "planned")) == quantities(REQUESTS)
     assert _uids(bed.pods("planned")) == before
     [event] = bed.events(PLANNED, _uid(bed.deployment("planned")))
     assert "would be rolled out" in event["message"]
@@ -403,7 +362,7 @@ def test_jvm_memory_changes_through_a_restart_and_cpu_in_place(bed: Bed) -> None
                 pods
                 if len(pods := bed.pods("jvm")) == 2
                 and not _uids(pods) & before
-                and all(_running_requests(p) == _values(TARGET) for p in pods)
+                and all(_running_requests(p) == quantities(TARGET) for p in pods)
                 else None
             ),
             120,
@@ -424,7 +383,7 @@ def test_jvm_memory_changes_through_a_restart_and_cpu_in_place(bed: Bed) -> None
             lambda: (
                 pods
                 if _uids(pods := bed.pods("jvm")) == _uids(restarted)
-                and all(_running_requests(p) == _values(cpu_target) for p in pods)
+                and all(_running_requests(p) == quantities(cpu_target) for p in pods)
                 else None
             ),
             20 * INTERVAL_S,
@@ -458,13 +417,13 @@ def test_single_replica_is_restarted_into_the_admission_controller(bed: Bed) -> 
     )
     template = _template(bed, "solo")
     assert "kubectl.kubernetes.io/restartedAt" in template["metadata"]["annotations"]
-    assert _requests(template) == _values(REQUESTS), "the template keeps its resources"
+    assert _requests(template) == quantities(REQUESTS), "the template keeps its resources"
     [new] = eventually(
         lambda: (
             pods
             if len(pods := bed.pods("solo")) == 1
             and _uid(pods[0]) != _uid(pod)
-            and _running_requests(pods[0]) == _values(TARGET)
+            and _running_requests(pods[0]) == quantities(TARGET)
             else None
         ),
         120,
@@ -488,12 +447,12 @@ def test_statefulset_rolling_update_is_rolled_out(bed: Bed) -> None:
 
     assert (record.workload_kind, record.action) == ("StatefulSet", AuditAction.ROLLOUT)
     template = bed.deployment("db", "StatefulSet")["spec"]["template"]
-    assert _requests(template) == _values(TARGET)
+    assert _requests(template) == quantities(TARGET)
     eventually(
         lambda: (
             len(pods := bed.pods("db")) == 2
             and not _uids(pods) & before
-            and all(_running_requests(p) == _values(TARGET) for p in pods)
+            and all(_running_requests(p) == quantities(TARGET) for p in pods)
         ),
         180,
         "the StatefulSet controller replacing both pods of db with the target",
@@ -526,7 +485,7 @@ def test_statefulset_on_delete_gets_its_template_but_keeps_its_pods(bed: Bed) ->
         record.message
     )
     template = bed.deployment("ledger", "StatefulSet")["spec"]["template"]
-    assert _requests(template) == _values(TARGET)
+    assert _requests(template) == quantities(TARGET)
     bed.updater.wait_loops(2)
     assert _uids(bed.pods("ledger")) == before, "no pod of an OnDelete StatefulSet is deleted"
 

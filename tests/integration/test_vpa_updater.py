@@ -23,14 +23,12 @@ from fractions import Fraction
 import pytest
 from kubernetes import client
 
-from analytics.quantity import parse_quantity
 from recommender.kube.rest import (
     JSON,
     JSON_PATCH,
     MERGE_PATCH,
     KubeApiError,
     KubeClient,
-    load_api_client,
 )
 from recommender.kube.status_writer import StatusWriter, WriteResult, vpa_path
 from recommender.vpa.objects import RecommendedContainerResources, parse_vpa
@@ -48,10 +46,14 @@ from testbed.kubelet_sim import (
 from testbed.vpa_components import (
     AdmissionController,
     Updater,
-    start_admission_controller,
-    start_updater,
 )
-from tests.integration.kube_helpers import eventually, unique_namespace
+from tests.integration.kube_helpers import (
+    eventually,
+    exists,
+    quantities,
+    unique_namespace,
+    updater_bed,
+)
 
 INTERVAL_S = 5.0
 REQUESTS = {"cpu": "100m", "memory": "128Mi"}
@@ -87,47 +89,8 @@ class Actuation:
 
 @pytest.fixture(scope="module")
 def actuation(control_plane: ControlPlane, kube_api: client.ApiClient) -> Iterator[Actuation]:
-    kube = KubeClient(load_api_client(str(control_plane.kubeconfig)))
-    namespace = unique_namespace(kube_api, "actuation")
-    eventually(
-        lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
-        60,
-        f"the default ServiceAccount of {namespace}",
-    )
-    simulator = KubeletSimulator(kube, namespace=namespace).start()
-    admission: AdmissionController | None = None
-    updater: Updater | None = None
-    try:
-        admission = start_admission_controller(control_plane, namespace=namespace)
-        updater = start_updater(
-            control_plane,
-            admission_controller=admission,
-            namespace=namespace,
-            min_replicas=2,
-            interval_s=INTERVAL_S,
-        )
-        yield Actuation(kube, namespace, simulator, admission, updater)
-    finally:
-        if updater is not None:
-            updater.stop()
-        if admission is not None:
-            admission.stop()
-        simulator.stop()
-    assert simulator.errors == 0, "the kubelet simulator failed on some pods (see its log)"
-
-
-def _exists(kube: KubeClient, path: str) -> bool:
-    try:
-        kube.get(path)
-    except KubeApiError as error:
-        if error.not_found:
-            return False
-        raise
-    return True
-
-
-def _values(resources: dict[str, str] | None) -> dict[str, Fraction]:
-    return {name: parse_quantity(value) for name, value in (resources or {}).items()}
+    with updater_bed(control_plane, kube_api, "actuation", interval_s=INTERVAL_S) as bed:
+        yield Actuation(bed.kube, bed.namespace, bed.simulator, bed.admission, bed.updater)
 
 
 def _container(pod: JSON) -> JSON:
@@ -141,11 +104,11 @@ def _status_resources(pod: JSON) -> JSON | None:
 
 
 def _requests(pod: JSON) -> dict[str, Fraction]:
-    return _values(_container(pod).get("resources", {}).get("requests"))
+    return quantities(_container(pod).get("resources", {}).get("requests"))
 
 
 def _limits(pod: JSON) -> dict[str, Fraction]:
-    return _values(_container(pod).get("resources", {}).get("limits"))
+    return quantities(_container(pod).get("resources", {}).get("limits"))
 
 
 def _resize_conditions(pod: JSON) -> dict[str, JSON]:
@@ -166,10 +129,10 @@ def _settled(pod: JSON, requests: dict[str, str], limits: dict[str, str]) -> boo
     status = _status_resources(pod) or {}
     return (
         _running(pod)
-        and _requests(pod) == _values(requests)
-        and _limits(pod) == _values(limits)
-        and _values(status.get("requests")) == _values(requests)
-        and _values(status.get("limits")) == _values(limits)
+        and _requests(pod) == quantities(requests)
+        and _limits(pod) == quantities(limits)
+        and quantities(status.get("requests")) == quantities(requests)
+        and quantities(status.get("limits")) == quantities(limits)
         and not _resize_conditions(pod)
     )
 
@@ -322,8 +285,8 @@ def test_deferred_resize_is_waited_for_then_completes_in_place(actuation: Actuat
             pods
             if _uids(pods) == before
             and all(
-                _requests(p) == _values(TARGET)
-                and _values((_status_resources(p) or {}).get("requests")) == _values(REQUESTS)
+                _requests(p) == quantities(TARGET)
+                and quantities((_status_resources(p) or {}).get("requests")) == quantities(REQUESTS)
                 and _resize_conditions(p).get(RESIZE_PENDING, {}).get("reason") == "Deferred"
                 for p in pods
             )
@@ -414,7 +377,9 @@ def test_kubelet_simulator_reports_in_progress_then_actuates(actuation: Actuatio
         "",
         "",
     )
-    assert _values((_status_resources(kube.get(path)) or {}).get("requests")) == _values(REQUESTS)
+    assert quantities((_status_resources(kube.get(path)) or {}).get("requests")) == quantities(
+        REQUESTS
+    )
 
     kube.request(
         "PATCH",
@@ -440,7 +405,7 @@ def test_without_the_simulator_kwok_pods_cannot_be_resized(
     kube = actuation.kube
     namespace = unique_namespace(kube_api, "unsimulated")
     eventually(
-        lambda: _exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
+        lambda: exists(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts/default"),
         60,
         f"the default ServiceAccount of {namespace}",
     )
