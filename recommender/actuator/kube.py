@@ -20,6 +20,7 @@ from recommender.actuator.inputs import (
 )
 from recommender.actuator.plan import RESTARTED_AT, Decision, Method
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
+from recommender.loop.pods import slim_pod as loop_slim_pod
 
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 ADMISSION_LEASE = "vpa-admission-controller"
@@ -217,3 +218,28 @@ def apply_rollout(
         body=rollout_patch(decision, workload, now),
         content_type=STRATEGIC_MERGE_PATCH,
     )
+
+
+def slim_pod_shared(obj: JSON) -> JSON:
+    """What the loop and the actuator read of a pod, for the one watch they share."""
+    loop, mine = loop_slim_pod(obj), slim_pod(obj)
+    return {
+        "metadata": {**loop["metadata"], **mine["metadata"]},
+        "spec": {
+            "containers": [
+                {**a, **b}
+                for a, b in zip(loop["spec"]["containers"], mine["spec"]["containers"], strict=True)
+            ]
+        },
+        "status": {
+            **mine["status"],
+            "containerStatuses": [
+                {**a, **b}
+                for a, b in zip(
+                    loop["status"]["containerStatuses"],
+                    mine["status"]["containerStatuses"],
+                    strict=True,
+                )
+            ],
+        },
+    }

@@ -66,6 +66,7 @@ def build_actuator(settings: Settings, recommender: ClusterRecommender) -> Actua
         admission_namespace=settings.actuator.admission_controller_namespace,
         target_refresh=dt.timedelta(seconds=settings.target_refresh_s),
         event_repeat_s=settings.actuator.event_repeat_s,
+        pod_caches=recommender.pod_caches,  # one watch of pods for both
     )
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from recommender.actuator.audit import AuditAction, AuditLog, AuditRecord
@@ -98,7 +98,10 @@ class Actuator:
         event_repeat_s: float = 600.0,
         audit_capacity: int = 1000,
         clock: Callable[[], dt.datetime] = _utcnow,
+        pod_caches: Sequence[ListWatchCache] | None = None,
     ) -> None:
+        """`pod_caches`: watches of pods kept (and started) by someone else, the cluster's
+        recommender, whose transform keeps what `slim_pod` keeps; None: watches of its own."""
         self.kube = kube
         self.policy = policy
         self.cluster = cluster
@@ -108,14 +111,21 @@ class Actuator:
         self.audit = AuditLog(audit_capacity)
         self.events = EventRecorder(kube, repeat_s=event_repeat_s, component="vpa-fleet-actuator")
         scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
-        self.pod_caches = [
-            ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes
-        ]
+        self._owns_caches = pod_caches is None
+        self.pod_caches = (
+            list(pod_caches)
+            if pod_caches is not None
+            else [
+                ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes
+            ]
+        )
         self._selectors: dict[VpaKey, tuple[str, int, dt.datetime, Selector]] = {}
         self._rolling: set[WorkloadRef] = set()
         self._bad_pods: dict[tuple[str, str], str] = {}
 
     def start(self, timeout_s: float = 60.0) -> None:
+        if not self._owns_caches:
+            return
         for cache in self.pod_caches:
             cache.start()
         for cache in self.pod_caches:
@@ -123,6 +133,8 @@ class Actuator:
                 raise TimeoutError(f"listing {cache.path} did not finish within {timeout_s:g} s")
 
     def stop(self) -> None:
+        if not self._owns_caches:
+            return
         for cache in self.pod_caches:
             cache.stop()
 

@@ -160,7 +160,10 @@ class ClusterRecommender:
         checkpoints: bool = True,
         clock: Clock = _utcnow,
         owned: Collection[str] | None = None,
+        pod_transform: Callable[[JSON], JSON] = slim_pod,
     ) -> None:
+        """`pod_transform` slims pods before the watch cache keeps them (wider when the
+        actuator shares the cache)."""
         self.kube = kube
         self.prometheus = prometheus
         self.options = options
@@ -181,7 +184,8 @@ class ClusterRecommender:
             for scope in scopes
         ]
         self.pod_caches = [
-            ListWatchCache(kube, f"/api/v1{scope}/pods", transform=slim_pod) for scope in scopes
+            ListWatchCache(kube, f"/api/v1{scope}/pods", transform=pod_transform)
+            for scope in scopes
         ]
         defaults = Defaults(
             strategy=options.strategy,

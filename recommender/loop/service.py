@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from analytics.sources.prometheus import PrometheusHistory
+from recommender.actuator.kube import slim_pod_shared
 from recommender.actuator.runner import AuditMirror, actuate, build_actuator, report_actuation
 from recommender.actuator.service import ActuationReport
 from recommender.api.serve import ApiStartError, start_api
@@ -21,6 +22,7 @@ from recommender.kube.lease import LeaseElector
 from recommender.kube.ratelimit import RateLimiter
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport, VpaResult
+from recommender.loop.pods import slim_pod
 from recommender.observability.metrics import (
     METRICS,
     MetricsServer,
@@ -78,6 +80,8 @@ def build_recommender(settings: Settings) -> ClusterRecommender:
         kube,
         PrometheusHistory(settings.prometheus),
         loop_options(settings),
+        # The actuator, when on, reads pods from the loop's watch: keep what it needs too.
+        pod_transform=slim_pod_shared if settings.actuator.enabled else slim_pod,
     )
 
 
