@@ -237,8 +237,6 @@ class _FleetDriver:
 
 def run_fleet(settings: Settings, path: Path, stop: threading.Event, out: TextIO) -> int:
     """Run the fleet until `stop` (or one tick with `settings.once`); the exit code."""
-    import ray  # noqa: PLC0415 - importing Ray takes a second
-
     from recommender.ray_runtime import start_ray, stop_ray  # noqa: PLC0415
 
     try:
@@ -247,6 +245,9 @@ def run_fleet(settings: Settings, path: Path, stop: threading.Event, out: TextIO
         raise ServiceError(f"invalid fleet file:\n{error}") from None
     lead = fleet_leadership(settings)
     runtime = start_ray(settings.ray)
+    # Only now: start_ray sets the environment Ray reads when first imported (token auth).
+    import ray  # noqa: PLC0415
+
     print(f"Ray:            {runtime.address}", file=out)
     print(f"Ray dashboard:  {runtime.dashboard_url or '(off)'}", file=out, flush=True)
     driver = _FleetDriver(ray, fleet, settings, lead, out)
