@@ -3,6 +3,12 @@
 The result is bit-identical to feeding the same samples one by one through `ScalarModel`
 (rows in canonical order; per row its CPU sample, memory sample, then OOM kill). Batches can
 follow one another: state carries over exactly as it does in the scalar path.
+
+A store that keeps an hourly profile gets the same batch folded into it: the CPU samples the
+histogram took (duplicates and samples not newer than a container's last one left out, as
+they would count twice in an hour's sum), every valid memory sample (a maximum: seeing one
+again changes nothing) and each OOM kill the memory histogram took, at the bumped-up memory it
+recorded.
 """
 
 from __future__ import annotations
@@ -13,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from analytics.arrays import BoolArray, Int64Array
+from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.go_semantics import UNSET_NS
 from analytics.histogram_kernels import add_bucketed_samples
 from analytics.histogram_layout import MIN_SAMPLE_WEIGHT
-from analytics.ingest_memory import ContainerSpans, ingest_memory_with_spans
+from analytics.ingest_memory import ContainerSpans, MemoryIngested, ingest_memory_with_spans
 from analytics.store import AggregateStore
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples
 
@@ -104,8 +110,9 @@ def _ingest_cpu(
     samples: PreparedSamples,
     row_of: Int64Array,
     spans: ContainerSpans | None,
-) -> int:
-    """CPU samples: per-container dedup, then one weighted sample each. Returns dropped count.
+) -> BoolArray | None:
+    """CPU samples: per-container dedup, then one weighted sample each. Returns which of the
+    batch's samples were taken (None: every valid one).
 
     row_of: store row of each of the batch's containers (distinct rows for distinct containers,
     so batch container indices identify running containers as well as store rows do).
@@ -115,18 +122,21 @@ def _ingest_cpu(
     container = samples.container
     t_ns = samples.t_ns
     millicores = samples.cpu_millicores
+    valid: Int64Array | None = None
     if not samples.cpu_valid.all():
         valid = np.flatnonzero(samples.cpu_valid)
         container, t_ns, millicores = container[valid], t_ns[valid], millicores[valid]
-    n_valid = int(t_ns.shape[0])
-    if n_valid == 0:
-        return 0
+    if t_ns.shape[0] == 0:
+        return None
     rejected = _rejected_cpu(store, container, t_ns, row_of)
+    taken: BoolArray | None = None
     if rejected is not None:
         accepted = ~rejected
         container, t_ns, millicores = container[accepted], t_ns[accepted], millicores[accepted]
+        taken = np.zeros(len(samples), dtype=bool)
+        taken[np.arange(len(samples)) if valid is None else valid] = accepted
     if t_ns.shape[0] == 0:
-        return n_valid
+        return taken
 
     # Bookkeeping per batch container first (few), then per running container and aggregate.
     n_batch = row_of.shape[0]
@@ -164,7 +174,7 @@ def _ingest_cpu(
     add_bucketed_samples(
         store.cpu, aggregate_of[container], t_ns, buckets, MIN_SAMPLE_WEIGHT, earliest=earliest
     )
-    return n_valid - int(t_ns.shape[0])
+    return taken
 
 
 def _in_order(t_ns: Int64Array) -> bool:
@@ -199,7 +209,8 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
     row_of_batch_container, created = _map_containers(store, samples)
     # Memory first (the two resources' states are independent): its grouping of the samples
     # by container also gives the CPU bookkeeping and the creation times what they need.
-    memory_skipped, spans = ingest_memory_with_spans(store, samples, row_of_batch_container)
+    memory = ingest_memory_with_spans(store, samples, row_of_batch_container)
+    spans = memory.spans
     if spans is not None and not _in_order(samples.t_ns):
         spans = None
     if created is not None:
@@ -209,8 +220,37 @@ def ingest_samples(store: AggregateStore, samples: PreparedSamples) -> Counter[s
             else _first_time(samples.container, samples.t_ns, samples.container_keys.height)
         )
         created.set_creation(store, first_seen)
-    dropped_cpu = _ingest_cpu(store, samples, row_of_batch_container, spans)
+    cpu_taken = _ingest_cpu(store, samples, row_of_batch_container, spans)
+    cpu_valid = samples.cpu_valid if cpu_taken is None else cpu_taken
+    dropped_cpu = int(np.count_nonzero(samples.cpu_valid)) - int(np.count_nonzero(cpu_valid))
     if dropped_cpu:
         skipped["cpu_not_newer"] = dropped_cpu
-    skipped.update(memory_skipped)
+    skipped.update(memory.skipped)
+    if store.profile is not None:
+        _observe_profile(store, samples, row_of_batch_container, cpu_valid, memory)
     return skipped
+
+
+def _observe_profile(
+    store: AggregateStore,
+    samples: PreparedSamples,
+    row_of: Int64Array,
+    cpu_valid: BoolArray,
+    memory: MemoryIngested,
+) -> None:
+    """Fold the batch into the store's hourly profile (see the module docstring)."""
+    assert store.profile is not None
+    oom_bytes: FloatArray | None = None
+    if memory.kill_samples.shape[0]:
+        oom_bytes = np.full(len(samples), np.nan)
+        # Several kills of one sample row cannot happen (one OOM flag per row).
+        oom_bytes[memory.kill_samples] = memory.kill_bytes.astype(np.float64)
+    store.profile.observe(
+        store.container_aggregate[row_of[samples.container]],
+        samples.t_ns,
+        cpu_millicores=samples.cpu_millicores,
+        cpu_valid=cpu_valid,
+        memory_bytes=samples.memory_bytes,
+        memory_valid=samples.memory_valid,
+        oom_memory_bytes=oom_bytes,
+    )

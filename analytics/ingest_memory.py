@@ -45,6 +45,7 @@ from analytics.usage import PreparedSamples
 
 __all__ = [
     "ContainerSpans",
+    "MemoryIngested",
     "ingest_memory",
     "ingest_memory_of_containers",
     "ingest_memory_with_spans",
@@ -54,6 +55,7 @@ __all__ = [
 # In a histogram whose reference never moved, every peak weighs at least 2**-0.5; content below
 # this is rounding noise, content above it is real. Anything in between needs the scalar replay.
 _NOISE = 1e-6
+_INT64_MAX = int(np.iinfo(np.int64).max)
 _SOLID = 0.5
 
 
@@ -456,7 +458,7 @@ def ingest_memory_of_containers(
     store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
 ) -> Counter[str]:
     """`ingest_memory`, given the store row of each of the batch's containers instead."""
-    return ingest_memory_with_spans(store, samples, row_of_container)[0]
+    return ingest_memory_with_spans(store, samples, row_of_container).skipped
 
 
 @dataclass(frozen=True)
@@ -468,9 +470,21 @@ class ContainerSpans:
     last_t: Int64Array
 
 
+@dataclass(frozen=True)
+class MemoryIngested:
+    """What one batch of memory ingestion did: samples dropped by reason, the batch's
+    `ContainerSpans` when known, and the OOM kills the histograms took: their sample rows and
+    the bumped-up memory each was recorded with."""
+
+    skipped: Counter[str]
+    spans: ContainerSpans | None
+    kill_samples: Int64Array
+    kill_bytes: Int64Array
+
+
 def ingest_memory_with_spans(
     store: AggregateStore, samples: PreparedSamples, row_of_container: Int64Array
-) -> tuple[Counter[str], ContainerSpans | None]:
+) -> MemoryIngested:
     """`ingest_memory_of_containers`, and the batch's `ContainerSpans` when every sample was a
     memory event (all memory values valid, no OOM kill, none dropped): the grouping by
     container finds them at little cost.
@@ -497,10 +511,13 @@ def ingest_memory_with_spans(
             store, samples, row_of_container, samples.memory_valid & ~usage
         )
         summary = summary.merge(others)
-    if summary is not None:
-        _apply_operations(store, summary)
-        _update_containers(store, summary)
-    return skipped, None if summary is None else summary.spans
+    none = np.zeros(0, dtype=np.int64)
+    if summary is None:
+        return MemoryIngested(skipped, None, none, none)
+    _apply_operations(store, summary)
+    _update_containers(store, summary)
+    recorded = none if summary.is_oom is None else np.flatnonzero(summary.is_oom)
+    return MemoryIngested(skipped, summary.spans, summary.sample[recorded], summary.value[recorded])
 
 
 def _general_summary(
@@ -1165,9 +1182,10 @@ def _needs_replay(store: AggregateStore, operations: _Operations, prepared: _Pre
     touched = prepared.touched
     reference = prepared.reference
     slow = np.zeros(len(h), dtype=bool)
-    slow[
-        operations.aggregate[operations.t_ns > reference + h.half_life_ns * MAX_DECAY_EXPONENT]
-    ] = True
+    # Compared as a distance from the reference: with a half-life above ~850 days the limit
+    # itself (reference + 100 half-lives) is beyond int64; the span alone is capped there.
+    span = min(h.half_life_ns * MAX_DECAY_EXPONENT, _INT64_MAX)
+    slow[operations.aggregate[operations.t_ns - reference > span]] = True
     slow[operations.aggregate[prepared.weight < _SOLID]] = True
     rows = touched.rows
     was_unset = h.reference_ns[rows] == UNSET_NS

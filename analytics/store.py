@@ -4,6 +4,11 @@ One row per aggregate (workload container) holds its CPU and memory histograms a
 bookkeeping; one row per running container (pod container) holds its CPU dedup time and its
 current memory interval. Times are int64 ns since the Unix epoch (`UNSET_NS` when unset), CPU
 amounts integer millicores, memory amounts integer bytes.
+
+A store may also keep an `HourlyProfile` (`analytics.strategy_profile`) with the same rows, for
+estimators that read one (`ProfileAware`, e.g. `default`): created empty with each aggregate,
+dropped with it, fed by the same ingestion as the histograms. A store for other estimators
+keeps none and pays nothing for it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from analytics.go_semantics import UNSET_NS
 from analytics.histogram import HistogramArrays, PercentileWalk
 from analytics.histogram_layout import CPU_LAYOUT, MEMORY_LAYOUT
 from analytics.model_params import ModelParams
+from analytics.strategy_profile import HourlyProfile
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS
 
 __all__ = ["AggregateStore", "EstimationInput"]
@@ -97,10 +103,11 @@ class AggregateStore:
     last_memory_sample_start_ns: Int64Array
     memory_peak_bytes: Int64Array
     oom_peak_bytes: Int64Array
+    profile: HourlyProfile | None = None
 
     @classmethod
-    def empty(cls, params: ModelParams | None = None) -> AggregateStore:
-        """A store with no aggregates."""
+    def empty(cls, params: ModelParams | None = None, *, profile: bool = False) -> AggregateStore:
+        """A store with no aggregates; with `profile`, it keeps an hourly profile of each."""
         params = (params or ModelParams()).model_fields_only()
         none = np.zeros(0, dtype=np.int64)
         return cls(
@@ -119,6 +126,7 @@ class AggregateStore:
             last_memory_sample_start_ns=none.copy(),
             memory_peak_bytes=none.copy(),
             oom_peak_bytes=none.copy(),
+            profile=HourlyProfile.empty(0) if profile else None,
         )
 
     @property
@@ -146,6 +154,8 @@ class AggregateStore:
             [self.total_samples_count, np.zeros(n, dtype=np.int64)]
         )
         self.creation_ns = np.concatenate([self.creation_ns, creation_ns.astype(np.int64)])
+        if self.profile is not None:
+            self.profile.extend(n)
 
     def add_containers(self, keys: pl.DataFrame, aggregate: Int64Array) -> None:
         """Append fresh running containers (CONTAINER_KEYS columns) feeding the given aggregates."""
@@ -172,6 +182,8 @@ class AggregateStore:
         self.last_sample_start_ns = self.last_sample_start_ns[rows]
         self.total_samples_count = self.total_samples_count[rows]
         self.creation_ns = self.creation_ns[rows]
+        if self.profile is not None:
+            self.profile = self.profile.take(rows)
         kept = np.flatnonzero(keep[self.container_aggregate])
         self.container_keys = self.container_keys[kept]
         self.container_aggregate = new_index[self.container_aggregate[kept]]
@@ -180,6 +192,11 @@ class AggregateStore:
         self.last_memory_sample_start_ns = self.last_memory_sample_start_ns[kept]
         self.memory_peak_bytes = self.memory_peak_bytes[kept]
         self.oom_peak_bytes = self.oom_peak_bytes[kept]
+
+    def keep_profile(self) -> None:
+        """Keep an hourly profile from now on (empty for the aggregates already known)."""
+        if self.profile is None:
+            self.profile = HourlyProfile.empty(self.n_aggregates)
 
     # -- views ---------------------------------------------------------------------------------
 

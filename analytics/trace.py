@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from analytics.estimation import recommend_rows
+from analytics.estimation import recommend_rows, store_for
 from analytics.ingest import ingest_samples
 from analytics.recommendation import ContainerRecommendation, Resources
 from analytics.store import AggregateStore
@@ -49,7 +49,7 @@ def replay_trace(
     model_and_strategy_params, estimators = build_estimators(strategy, params)
     samples = prepare_samples(frame)
     skipped: Counter[str] = Counter(samples.skipped)
-    store = AggregateStore.empty(model_and_strategy_params.model_fields_only())
+    store = store_for(model_and_strategy_params, estimators)
     skipped.update(ingest_samples(store, samples))
     end_ns = samples.end_ns
     if end_ns is None:

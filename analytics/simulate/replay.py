@@ -39,12 +39,12 @@ import numpy as np
 import polars as pl
 
 from analytics.arrays import BoolArray, FloatArray, Int64Array
+from analytics.estimation import estimate_rows, store_for
 from analytics.go_semantics import UNSET_NS
 from analytics.ingest import ingest_samples
 from analytics.model_params import ModelParams
 from analytics.store import AggregateStore
 from analytics.strategies import STRATEGIES, PodEstimators, Strategy, get_strategy
-from analytics.strategy_profile import HourlyProfile, ProfileAware
 from analytics.usage import AGGREGATE_KEYS, CONTAINER_KEYS, PreparedSamples, prepare_samples
 
 __all__ = [
@@ -462,13 +462,6 @@ class _Replay:
         self.memory_requested = zero.copy()
         self.kills = np.zeros(n, dtype=np.int64)
         self.pod_resizes = np.zeros(trace.pod_keys.height, dtype=np.int64)
-        # Strategies that read time (`default`) get an hourly profile per aggregate, fed with
-        # the same observed samples as the store.
-        self.profile = (
-            HourlyProfile.empty(trace.aggregate_keys.height)
-            if isinstance(estimators, ProfileAware)
-            else None
-        )
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -497,27 +490,17 @@ class _Replay:
         return self.store_row
 
     def recommend(self, now_ns: int) -> _Recommendation:
-        """Recommendations as of now_ns, as `analytics.estimation.recommend_rows` makes them."""
+        """Recommendations as of now_ns, from `analytics.estimation.estimate_rows` as the loop."""
         n = self.trace.aggregate_keys.height
         zero = np.zeros(n, dtype=np.int64)
         absent = _Recommendation(np.zeros(n, dtype=bool), zero, zero, zero, zero, zero, zero)
         rows = self._store_rows()
         if self.store.n_aggregates == 0:
             return absent
-        live = np.flatnonzero(~self.store.expired(now_ns)).astype(np.int64)
+        estimated = estimate_rows(self.store, self.store.all_rows(), self.estimators, now_ns)
+        live, estimates, usable = estimated.live, estimated.estimates, estimated.usable
         if live.shape[0] == 0:
             return absent
-        aggregates = self.store.estimation_input(live)
-        if self.profile is not None and isinstance(self.estimators, ProfileAware):
-            trace_row = np.full(self.store.n_aggregates, 0, dtype=np.int64)
-            mapped = rows >= 0
-            trace_row[rows[mapped]] = np.flatnonzero(mapped)
-            estimates = self.estimators.estimate_with_profile(
-                aggregates, self.profile.take(trace_row[live]), now_ns
-            )
-        else:
-            estimates = self.estimators.estimate(aggregates)
-        usable = ~(aggregates.cpu.is_empty() & aggregates.memory.is_empty())
         position = np.full(self.store.n_aggregates, -1, dtype=np.int64)
         position[live] = np.arange(live.shape[0])
         at = np.where(rows >= 0, position[np.maximum(rows, 0)], -1)
@@ -602,21 +585,6 @@ class _Replay:
         self.memory_requested += per_container(memory_request.astype(np.float64) * memory_hours)
         interval_kills = np.bincount(c[kills], minlength=n).astype(np.int64)
         self.kills += interval_kills
-        if self.profile is not None:
-            params = self.store.params
-            killed_at = memory_request.astype(np.float64)
-            bumped = np.maximum(
-                killed_at * params.oom_bump_up_ratio, killed_at + params.oom_min_bump_up_bytes
-            )
-            self.profile.observe(
-                self.trace.aggregate_of[c],
-                t_ns,
-                cpu_millicores=cpu,
-                cpu_valid=cpu_valid,
-                memory_bytes=observed,
-                memory_valid=memory_valid,
-                oom_memory_bytes=np.where(kills, bumped, np.nan),
-            )
 
         present = np.unique(c)
         batch = PreparedSamples(
@@ -704,7 +672,7 @@ def simulate(
         raise SimulationError(f"oom_restart_s must be positive, got {oom_restart_s}")
     model_params, estimators = _build(strategy, params)
     prepared = trace if isinstance(trace, PreparedTrace) else prepare_trace(trace)
-    store = AggregateStore.empty(model_params.model_fields_only())
+    store = store_for(model_params, estimators)
     interval_ns = round(interval_s * _NS_PER_S)
     replay = _Replay(prepared, estimators, store, interval_ns, round(oom_restart_s * _NS_PER_S))
     bounds = _intervals(prepared.samples.t_ns, interval_ns)

@@ -21,20 +21,19 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from analytics.arrays import Int64Array
-from analytics.estimation import recommend_rows
+from analytics.estimation import reads_profile, recommend_rows, store_for
 from analytics.estimators import PercentileEstimator, Resource
 from analytics.ingest import ingest_samples
 from analytics.recommendation import ContainerRecommendation
 from analytics.snapshot import SnapshotError, export_workload, import_workload
 from analytics.sources.prometheus import PrometheusHistory, PrometheusQueryError
-from analytics.store import AggregateStore
 from analytics.strategies import build_estimators
 from analytics.usage import prepare_samples
 from recommender.kube.cache import ListWatchCache
@@ -47,7 +46,7 @@ from recommender.loop.pods import PodView, assignment, matched_pods, pod_view, s
 from recommender.loop.policies import PolicyBook
 from recommender.loop.samples import empty_usage, oom_rows, pod_status_kills, usage_rows
 from recommender.policy.objects import RecommenderPolicy
-from recommender.policy.resolve import Defaults, Effective
+from recommender.policy.resolve import Defaults, Effective, effective
 from recommender.vpa.capping import PolicyError, apply_policy, is_scaled
 from recommender.vpa.objects import (
     InvalidVpaError,
@@ -168,8 +167,9 @@ class ClusterRecommender:
         self.prometheus = prometheus
         self.options = options
         self.clock = clock
-        params, _ = build_estimators(options.strategy, options.strategy_params)
-        self.store = AggregateStore.empty(params.model_fields_only())
+        params, estimators = build_estimators(options.strategy, options.strategy_params)
+        # With an hourly profile when the strategy reads one (`default`); see _keep_profile.
+        self.store = store_for(params, estimators)
         self.checkpoints = (
             CheckpointStore(kube, options.recommender_name, params=self.store.params)
             if checkpoints
@@ -226,6 +226,10 @@ class ClusterRecommender:
             if not cache.wait_synced(timeout_s):
                 raise TimeoutError(f"listing {cache.path} did not finish within {timeout_s:g} s")
         self.policies.start(timeout_s)
+        self._keep_profile(
+            effective(self.policies.defaults, policy)
+            for policy in self.policies.policies(self.owned)
+        )
         if self.checkpoints is not None:
             self.restore()
 
@@ -389,6 +393,7 @@ class ClusterRecommender:
             for name in sorted(work.resolutions):
                 report.results.append(self._write_stale(work.vpas[name], message, now))
             return
+        self._keep_profile(work.settings.values())
         try:
             frame = self._history(work, now)
         except PrometheusQueryError as error:
@@ -417,6 +422,20 @@ class ClusterRecommender:
             if work.matches[name]:
                 self.history_end[(work.namespace, name)] = now
             report.results.append(self._write(work, name, estimated.get(name, []), now))
+
+    def _keep_profile(self, settings: Iterable[Effective]) -> None:
+        """Keep an hourly profile (for every aggregate, from now on) once some VPA's settings
+        choose a strategy that reads one: a RecommenderPolicy may choose `default` for a few
+        VPAs of a recommender whose own strategy does not."""
+        if self.store.profile is not None:
+            return
+        for chosen in settings:
+            if self.policies.problem(chosen) is None and reads_profile(
+                self.policies.estimators(chosen)
+            ):
+                self.store.keep_profile()
+                log.info("keeping an hourly profile: strategy %r reads one", chosen.strategy)
+                return
 
     def _resolution_fresh(self, vpa: VerticalPodAutoscaler, now: dt.datetime) -> bool:
         cached = self._resolved.get((vpa.metadata.namespace, vpa.metadata.name))
