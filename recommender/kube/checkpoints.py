@@ -4,11 +4,13 @@ crds/recommendercheckpoints.vpa-fleet.io.yaml) per VPA, so that history survives
 The object is named after its VPA, lives in the VPA's namespace, carries the label
 `vpa-fleet.io/recommender: <recommender>` and an ownerReference to the VPA, so Kubernetes'
 garbage collector deletes it with the VPA; `collect_garbage` also deletes the checkpoints of VPAs
-this recommender no longer serves. The state itself is `analytics.snapshot`'s JSON form.
+this recommender no longer serves. The state itself is `analytics.snapshot`'s JSON form
+(with each container's hourly profile when the recommender keeps one).
 
 Objects travel as plain JSON (`KubeClient`). Throttling (429) and server errors (5xx) are
 retried a few times with backoff; a replace that loses a race (409) re-reads and tries again.
-Corrupt objects found by `load` are reported, never raised.
+Corrupt objects found by `load` are reported, never raised; a corrupt hourly profile is
+reported too, and the checkpoint loads without it.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def format_time(moment: dt.datetime) -> str:
 class Checkpoint:
     """The saved state of one VPA: its containers' snapshots and the end of their history.
 
-    `history_end` must be timezone-aware; it is kept in UTC.
+    `history_end` must be timezone-aware; it is kept in UTC. `problems`: what was left out
+    when it was read without refusing the rest (a container's hourly profile that does not
+    decode).
     """
 
     namespace: str
@@ -77,6 +81,7 @@ class Checkpoint:
     recommender: str
     history_end: dt.datetime
     aggregates: tuple[AggregateSnapshot, ...]
+    problems: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.history_end.utcoffset() is None:
@@ -187,7 +192,8 @@ class CheckpointStore:
 
     def load(self, namespaces: Collection[str] | None = None) -> tuple[list[Checkpoint], list[str]]:
         """This recommender's checkpoints (of the given namespaces, or all), sorted by key,
-        and a human-readable problem for each object that could not be read."""
+        and a human-readable problem for each object that could not be read (and for each
+        part left out of one that was: a corrupt hourly profile)."""
         checkpoints: list[Checkpoint] = []
         problems: list[str] = []
         for item in self._list(namespaces):
@@ -197,12 +203,15 @@ class CheckpointStore:
                 problems.append(str(error))
                 continue
             checkpoints.append(checkpoint)
+            problems.extend(checkpoint.problems)
             self._written[checkpoint.key] = _kept_metadata(item.get("metadata", {}))
         checkpoints.sort(key=lambda c: c.key)
         return checkpoints, problems
 
     def parse(self, item: JSON) -> Checkpoint:
-        """A checkpoint object as read from the API server; CheckpointError naming the field."""
+        """A checkpoint object as read from the API server; CheckpointError naming the field.
+        A container's hourly profile that does not decode is left out and named in
+        `Checkpoint.problems`."""
         metadata = item.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
         namespace, name = metadata.get("namespace"), metadata.get("name")
@@ -246,8 +255,11 @@ class CheckpointStore:
             )
         history_end = _parse_time(text("historyEnd"), f"{where}: spec.historyEnd")
         containers = spec.get("containers", [])
+        problems: list[str] = []
         try:
-            aggregates = snapshot_from_json(containers, f"{where}: spec.containers", self.params)
+            aggregates = snapshot_from_json(
+                containers, f"{where}: spec.containers", self.params, problems
+            )
         except SnapshotError as error:
             raise CheckpointError(str(error)) from None
         return Checkpoint(
@@ -257,6 +269,7 @@ class CheckpointStore:
             recommender=recommender,
             history_end=history_end,
             aggregates=aggregates,
+            problems=tuple(problems),
         )
 
     def _list(self, namespaces: Collection[str] | None) -> list[JSON]:

@@ -674,7 +674,7 @@ class ClusterRecommender:
             namespaces if namespaces is not None else self._scope()
         )
         for problem in problems:
-            log.error("checkpoint ignored: %s", problem)
+            log.error("checkpoint problem: %s", problem)
         restored = 0
         for checkpoint in loaded:
             key = (checkpoint.namespace, checkpoint.vpa_name)
@@ -682,7 +682,7 @@ class ClusterRecommender:
             if vpa is None or vpa.metadata.uid != checkpoint.vpa_uid or key in self.history_end:
                 continue
             try:
-                import_workload(
+                left_out = import_workload(
                     self.store,
                     self.options.cluster,
                     checkpoint.namespace,
@@ -692,6 +692,8 @@ class ClusterRecommender:
             except SnapshotError as error:
                 log.error("checkpoint of VPA %s ignored: %s", vpa.key, error)
                 continue
+            for problem in left_out:
+                log.error("checkpoint of VPA %s: %s", vpa.key, problem)
             self.history_end[key] = checkpoint.history_end
             self._uids[key] = vpa.metadata.uid
             restored += 1
