@@ -30,8 +30,10 @@ from recommender.kube.checkpoints import CheckpointStore, checkpoint_path
 from recommender.kube.rest import JSON, KubeClient, load_api_client
 from recommender.kube.status_writer import vpa_path
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport
+from recommender.policy.objects import API_PATH
 from testbed.cluster import ControlPlane
 from testbed.demo import DEMO, Demo, start_demo
+from tests.integration.kube_helpers import eventually
 
 HISTORY = dt.timedelta(days=3)
 # A daily cycle (two containers) and spiky usage with OOM kills: the profile's hours matter.
@@ -294,3 +296,39 @@ def test_a_corrupt_profile_is_reported_and_the_checkpoint_still_loads(bed: Bed) 
     assert copied.aggregates[0].state == kept.aggregates[0].state
     assert copied.aggregates[1:] == kept.aggregates[1:]
     assert kept.aggregates[0].profile is not None
+
+
+def test_a_policy_choosing_default_makes_a_parity_loop_keep_a_profile(bed: Bed) -> None:
+    """Last in this module: the statuses it writes are those of the policy's settings."""
+    options = LoopOptions(cluster="testbed", namespaces=bed.options.namespaces, history=HISTORY)
+    recommender = ClusterRecommender(
+        bed.kube,
+        PrometheusHistory(bed.config),
+        options,
+        checkpoints=False,
+        clock=lambda: bed.later,
+    )
+    recommender.start()
+    policies = f"{API_PATH}/namespaces/{bed.namespace}/recommenderpolicies"
+    try:
+        assert recommender.store.profile is None
+        bed.kube.request(
+            "POST",
+            policies,
+            body={
+                "apiVersion": "vpa-fleet.io/v1alpha1",
+                "kind": "RecommenderPolicy",
+                "metadata": {"name": "hourly", "namespace": bed.namespace},
+                "spec": {"strategy": "default"},
+            },
+        )
+        eventually(recommender.policies.policies, 30, "the policy in the recommender's cache")
+        report = recommender.tick()
+    finally:
+        recommender.stop()
+        bed.kube.request("DELETE", f"{policies}/hourly")
+    assert report.errors == []
+    profile = recommender.store.profile
+    assert profile is not None and len(profile) == recommender.store.n_aggregates > 0
+    # Kept before the tick ingested the VPAs' history: every container's hours are in it.
+    assert (profile.cpu_count.sum(axis=1) > 0).all()
