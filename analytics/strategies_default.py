@@ -25,7 +25,7 @@ from typing import Final, Self
 import numpy as np
 from pydantic import Field, model_validator
 
-from analytics.arrays import FloatArray, Int64Array
+from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.estimators import (
     ConfidenceMultiplierEstimator,
     MarginEstimator,
@@ -38,7 +38,7 @@ from analytics.model_params import ModelParams
 from analytics.store import EstimationInput
 from analytics.strategies import PodEstimates, PodEstimators, Strategy, register_strategy
 from analytics.strategies_baselines import FloorEstimator, ScaledEstimator
-from analytics.strategy_profile import HourlyProfile
+from analytics.strategy_profile import HourlyProfile, daily_consistency, daily_depth
 
 __all__ = [
     "DEFAULT",
@@ -81,6 +81,27 @@ class BurstPercentileEstimator:
         )
 
 
+@dataclass(frozen=True)
+class SmallestEstimator:
+    """The smaller of two estimators of the same resource, per aggregate."""
+
+    first: ResourceEstimator
+    second: ResourceEstimator
+
+    @property
+    def resource(self) -> Resource:
+        return self.first.resource
+
+    def estimate(self, aggregates: EstimationInput) -> Int64Array:
+        result: Int64Array = np.minimum(
+            self.first.estimate(aggregates), self.second.estimate(aggregates)
+        )
+        return result
+
+    def describe(self) -> str:
+        return f"min({self.first.describe()}, {self.second.describe()})"
+
+
 def _fraction(default: float, description: str) -> float:
     return Field(default, ge=0, le=1, description=description)
 
@@ -103,7 +124,7 @@ class DefaultParams(ModelParams):
     cpu_base_percentile: float = _fraction(0.9, "base percentile of CPU usage (0..1)")
     cpu_burst_percentile: float = _fraction(0.99, "high percentile of CPU usage (0..1)")
     cpu_burst_weight: float = _fraction(
-        0.12, "share of the spread between the base and high CPU percentiles added (0..1)"
+        0.05, "share of the spread between the base and high CPU percentiles added (0..1)"
     )
     cpu_margin_fraction: float = Field(0.0, ge=0, description="fraction added to CPU")
     memory_percentile: float = _fraction(0.98, "percentile of the memory peaks (0..1)")
@@ -113,14 +134,23 @@ class DefaultParams(ModelParams):
     )
     min_cpu_millicores: float = Field(10, ge=0, description="smallest CPU request, millicores")
     min_memory_mib: float = Field(16, ge=0, description="smallest memory request, MiB")
+    cpu_lower_percentile: float = _fraction(
+        0.85,
+        "the CPU lower bound is at most this percentile of CPU usage plus "
+        "cpu_lower_margin_fraction: a container grows only when its request falls below a "
+        "level it held most of the time, not when a burst moves a high percentile",
+    )
+    cpu_lower_margin_fraction: float = Field(
+        0.15, ge=0, description="margin on cpu_lower_percentile for the lower bound"
+    )
     lower_band_fraction: float = Field(
-        0.15,
+        0.2,
         ge=0,
         lt=1,
         description="lower bound is the target x (1 - this): a request below grows at once",
     )
     upper_band_fraction: float = Field(
-        0.3,
+        0.4,
         ge=0,
         description="upper bound is the target x (1 + this): a request above shrinks",
     )
@@ -166,6 +196,57 @@ class DefaultParams(ModelParams):
     profile_memory_margin_fraction: float = Field(
         0.1, ge=0, description="fraction added to the profile's memory"
     )
+    profile_min_consistency: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="follow the profile only where consecutive days' hourly CPU correlate at "
+        "least this much (a daily cycle; random bursts and noise do not)",
+    )
+    onoff_max_depth: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="a periodic container is an on/off job where, every day, its quietest "
+        "hour used at most this share of its busiest",
+    )
+    onoff_cpu_margin_fraction: float = Field(
+        0.2, ge=0, description="an on/off job's CPU of an hour: its mean plus this fraction"
+    )
+    onoff_cap_cpu_percentile: float = _fraction(
+        0.99,
+        "an on/off job's CPU from the profile is at most this percentile: a percentile over "
+        "the whole history lands in its idle hours, so the cap sits near the top",
+    )
+    periodic_week_cap_margin_fraction: float = Field(
+        0.1,
+        ge=0,
+        description="a periodic container's CPU cap is at least its busiest hourly mean of "
+        "the last week plus this fraction (0: off)",
+    )
+    periodic_upper_band_fraction: float = Field(
+        0.6, ge=0, description="a periodic container's CPU shrinks when this far above target"
+    )
+    sustained_hours: int = Field(
+        2, ge=1, le=24, description="hours a CPU level must hold to count as sustained"
+    )
+    quiet_hours: int = Field(
+        8, ge=1, le=48, description="hours of quiet that let a container shrink at once"
+    )
+    quiet_ratio: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="a container without a daily cycle (known after two days) whose last "
+        "quiet_hours needed less than this share of its target shrinks to what they needed "
+        "(a step down, in one resize instead of as the histograms forget); 0 turns it off",
+    )
+    sustained_cpu_margin_fraction: float = Field(
+        0.2,
+        ge=0,
+        description="a container without a daily cycle: CPU covers the lowest hourly mean of "
+        "the last profile_recent_hours hours plus this fraction",
+    )
     profile_cap_cpu_percentile: float = _fraction(
         0.9,
         "CPU from the profile is never above this percentile of CPU usage (or the histogram "
@@ -183,11 +264,29 @@ class DefaultParams(ModelParams):
 
 
 @dataclass(frozen=True)
-class ProfiledEstimators(PodEstimators):
-    """The histogram estimators of `default`, plus the hourly profile rule.
+class _Kinds:
+    """What the profile says about each row: `periodic` (consecutive days' hours repeat),
+    `onoff` (periodic, and idle between runs every day), `settled` (two whole days known,
+    so a row that is not periodic is known not to be)."""
 
-    `estimate` (the `PodEstimators` interface) reads the histograms only; callers that keep
-    an `HourlyProfile` beside the store call `estimate_with_profile`.
+    periodic: BoolArray
+    onoff: BoolArray
+    settled: BoolArray
+
+    @classmethod
+    def of(cls, means: FloatArray, p: DefaultParams) -> _Kinds:
+        consistency = daily_consistency(means)
+        periodic = np.nan_to_num(consistency, nan=-2.0) >= p.profile_min_consistency
+        onoff = periodic & (np.nan_to_num(daily_depth(means), nan=2.0) <= p.onoff_max_depth)
+        return cls(periodic=periodic, onoff=onoff, settled=~np.isnan(consistency))
+
+
+@dataclass(frozen=True)
+class ProfiledEstimators(PodEstimators):
+    """The histogram estimators of `default`, plus the hourly profile rules.
+
+    `estimate` (the `PodEstimators` interface) reads the histograms only; the engine calls
+    `estimate_with_profile` where it keeps an `HourlyProfile` beside the store.
     """
 
     params: DefaultParams
@@ -197,81 +296,177 @@ class ProfiledEstimators(PodEstimators):
     ) -> PodEstimates:
         """Estimates for the aggregates, `profile` holding the same rows in the same order.
 
-        Where the profile has `profile_min_days` of history, the target covers the
-        profile's next `profile_target_hours` hours and the last `profile_recent_hours`
-        hours, plus a margin; the upper bound covers the next `profile_hold_hours` hours, so
-        that a request shrinks only when all of them are low. Elsewhere (or with
-        `profile` false), the histogram estimates.
+        Rows with `profile_min_days` of profile follow it: the lower bound covers the next
+        `profile_need_hours` hours and the target the next `profile_hold_hours`, each hour
+        being the most the same hours of the past days used (for periodic rows, and never
+        more than a week before), and the recent past; capped by history. Other rows (or
+        with `profile` false) get the histogram estimates. See docs/simulate.md.
         """
         base = self.estimate(aggregates)
         p = self.params
-        n = len(aggregates)
-        if not p.profile or n == 0:
+        if not p.profile or len(aggregates) == 0:
             return base
-        hours = max(p.profile_need_hours, p.profile_hold_hours)
+        now = np.full(len(aggregates), now_ns, dtype=np.int64)
         forecast = profile.forecast(
-            np.full(n, now_ns, dtype=np.int64),
-            hours,
+            now,
+            max(p.profile_need_hours, p.profile_hold_hours),
             days=p.profile_days,
             spread=p.profile_spread_hours,
             recent_hours=p.profile_recent_hours,
+            sustained_hours=p.sustained_hours,
+            quiet_hours=p.quiet_hours,
         )
-        w = p.profile_cpu_peak_weight
-        cpu_hours = (forecast.cpu_mean + w * (forecast.cpu_peak - forecast.cpu_mean)) * (
-            1.0 + p.profile_cpu_margin_fraction
-        )
-        recent_cpu = (
-            forecast.recent_cpu_mean + w * (forecast.recent_cpu_peak - forecast.recent_cpu_mean)
-        ) * (1.0 + p.profile_cpu_margin_fraction)
-        memory_hours = forecast.memory_peak * (1.0 + p.profile_memory_margin_fraction)
-        recent_memory = forecast.recent_memory_peak * (1.0 + p.profile_memory_margin_fraction)
-        known = (forecast.days >= p.profile_min_days) & ~np.isnan(cpu_hours).any(axis=1)
-        known &= ~np.isnan(memory_hours).any(axis=1)
+        means = profile.daily_cpu_means(now, p.profile_days)
+        kinds = _Kinds.of(means, p)
 
-        def ahead(values: FloatArray, recent: FloatArray, count: int) -> FloatArray:
-            result: FloatArray = np.fmax(np.nanmax(values[:, :count], axis=1), recent)
+        def cpu_of(mean: FloatArray, peak: FloatArray) -> FloatArray:
+            """CPU of an hour: on/off jobs by their mean, the others with their peak too."""
+            shape = (-1,) + (1,) * (mean.ndim - 1)
+            weight = np.where(kinds.onoff, 0.0, p.profile_cpu_peak_weight).reshape(shape)
+            margin = np.where(
+                kinds.onoff, p.onoff_cpu_margin_fraction, p.profile_cpu_margin_fraction
+            ).reshape(shape)
+            result: FloatArray = (mean + weight * (peak - mean)) * (1.0 + margin)
             return result
+
+        memory_margin = 1.0 + p.profile_memory_margin_fraction
+        cpu_hours = cpu_of(forecast.cpu_mean, forecast.cpu_peak)
+        memory_hours = forecast.memory_peak * memory_margin
+        # With a week of history, a periodic hour needs no more than it did a week before:
+        # the quiet weekend after busy weekdays, which the same hours of the last days hide.
+        weekly = (kinds.periodic & (forecast.days >= 7))[:, None]
+        week_cpu = cpu_of(forecast.week_cpu_mean, forecast.week_cpu_peak)
+        cpu_hours = np.where(weekly, np.fmin(cpu_hours, week_cpu), cpu_hours)
+        memory_hours = np.where(
+            weekly, np.fmin(memory_hours, forecast.week_memory_peak * memory_margin), memory_hours
+        )
+        # Without a daily cycle, the recent past counts with the level it held throughout,
+        # not its peak: a burst is over before a resize could help, a step up is not.
+        sustained_cpu = forecast.sustained_cpu_mean * (1.0 + p.sustained_cpu_margin_fraction)
+        recent_cpu = np.where(
+            kinds.periodic,
+            cpu_of(forecast.recent_cpu_mean, forecast.recent_cpu_peak),
+            sustained_cpu,
+        )
+        recent_memory = forecast.recent_memory_peak * memory_margin
 
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            cpu_need = ahead(cpu_hours, recent_cpu, p.profile_need_hours)
-            cpu_hold = ahead(cpu_hours, recent_cpu, p.profile_hold_hours)
-            memory_need = ahead(memory_hours, recent_memory, p.profile_need_hours)
-            memory_hold = ahead(memory_hours, recent_memory, p.profile_hold_hours)
-        known &= np.isfinite(cpu_hold) & np.isfinite(memory_hold)
+            cpu_need = _ahead(cpu_hours, recent_cpu, p.profile_need_hours)
+            cpu_hold = _ahead(cpu_hours, recent_cpu, p.profile_hold_hours)
+            memory_need = _ahead(memory_hours, recent_memory, p.profile_need_hours)
+            memory_hold = _ahead(memory_hours, recent_memory, p.profile_hold_hours)
+        old_enough = forecast.days >= p.profile_min_days
+        known_cpu = old_enough & ~np.isnan(cpu_hours).any(axis=1) & np.isfinite(cpu_hold)
+        known_memory = old_enough & ~np.isnan(memory_hours).any(axis=1) & np.isfinite(memory_hold)
 
-        cpu_cap = np.maximum(
-            base.target_cpu,
-            PercentileEstimator(Resource.CPU, p.profile_cap_cpu_percentile).estimate(aggregates),
-        )
-
-        def pick(
-            profiled: FloatArray, histogram: Int64Array, cap: Int64Array, floor: int
-        ) -> Int64Array:
-            amount = np.minimum(resource_amount_array(np.where(known, profiled, 0.0)), cap)
-            result: Int64Array = np.where(known, np.maximum(amount, floor), histogram)
-            return result
-
+        cpu_cap = self._cpu_cap(aggregates, base, kinds, means, sustained_cpu)
         min_cpu = resource_amount(p.min_cpu_millicores)
         min_memory = resource_amount(p.min_memory_mib * _MIB)
-        need_cpu = pick(cpu_need, base.target_cpu, cpu_cap, min_cpu)
-        need_memory = pick(memory_need, base.target_memory, base.target_memory, min_memory)
-        target_cpu = pick(cpu_hold, base.target_cpu, cpu_cap, min_cpu)
-        target_memory = pick(memory_hold, base.target_memory, base.target_memory, min_memory)
+        need_cpu = _pick(known_cpu, cpu_need, base.target_cpu, cpu_cap, min_cpu)
+        target_cpu = _pick(known_cpu, cpu_hold, base.target_cpu, cpu_cap, min_cpu)
+        cap = base.target_memory
+        need_memory = _pick(known_memory, memory_need, base.target_memory, cap, min_memory)
+        target_memory = _pick(known_memory, memory_hold, base.target_memory, cap, min_memory)
+
+        quiet = self._quiet_cpu(
+            kinds, target_cpu, cpu_of(forecast.quiet_cpu_mean, forecast.quiet_cpu_peak)
+        )
+        target_cpu = np.where(quiet > 0, np.maximum(quiet, min_cpu), target_cpu)
+        need_cpu = np.minimum(need_cpu, target_cpu)
+        known_cpu |= quiet > 0
+
         lower = 1.0 - p.lower_band_fraction
         upper = 1.0 + p.upper_band_fraction
-
-        def scaled(values: Int64Array, factor: float) -> Int64Array:
-            return resource_amount_array(values.astype(np.float64) * factor)
-
+        # Growing needs the request below a level held most of the time, not below a high
+        # percentile a burst has just moved (periodic rows grow for their next hour).
+        cpu_lower_ceiling = MarginEstimator(
+            PercentileEstimator(Resource.CPU, p.cpu_lower_percentile), p.cpu_lower_margin_fraction
+        ).estimate(aggregates)
+        lower_cpu = np.where(
+            kinds.periodic,
+            _scaled(need_cpu, lower),
+            np.minimum(_scaled(need_cpu, lower), cpu_lower_ceiling),
+        )
+        upper_cpu = _scaled(
+            target_cpu, np.where(kinds.periodic, 1.0 + p.periodic_upper_band_fraction, upper)
+        )
         return PodEstimates(
             target_cpu=target_cpu,
             target_memory=target_memory,
-            lower_cpu=np.where(known, scaled(need_cpu, lower), base.lower_cpu),
-            lower_memory=np.where(known, scaled(need_memory, lower), base.lower_memory),
-            upper_cpu=np.where(known, scaled(target_cpu, upper), base.upper_cpu),
-            upper_memory=np.where(known, scaled(target_memory, upper), base.upper_memory),
+            lower_cpu=np.where(known_cpu, lower_cpu, base.lower_cpu),
+            lower_memory=np.where(known_memory, _scaled(need_memory, lower), base.lower_memory),
+            upper_cpu=np.where(known_cpu, upper_cpu, base.upper_cpu),
+            upper_memory=np.where(known_memory, _scaled(target_memory, upper), base.upper_memory),
         )
+
+    def _quiet_cpu(
+        self, kinds: _Kinds, target_cpu: Int64Array, quiet_hours: FloatArray
+    ) -> Int64Array:
+        """Per row, the CPU its last `quiet_hours` needed where that is below `quiet_ratio`
+        of its target and the row is known to have no daily cycle (a step down: it shrinks
+        at once, not as the histograms forget); 0 elsewhere."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            needed = np.nan_to_num(np.max(quiet_hours, axis=1), nan=_NONE).clip(max=_NONE)
+        amount = resource_amount_array(needed)
+        stepped = kinds.settled & ~kinds.periodic & (amount < target_cpu * self.params.quiet_ratio)
+        result: Int64Array = np.where(stepped, amount, 0)
+        return result
+
+    def _cpu_cap(
+        self,
+        aggregates: EstimationInput,
+        base: PodEstimates,
+        kinds: _Kinds,
+        means: FloatArray,
+        sustained_cpu: FloatArray,
+    ) -> Int64Array:
+        """The most CPU the profile may ask for: history's target or a high percentile; an
+        on/off job's own high percentile (a percentile over all hours lands in its idle
+        ones); for other periodic rows, also the busiest hour of the week (the histograms
+        forget busy weekdays over a quiet weekend); for the rest, also a level sustained
+        lately (a step up, at once instead of as the histograms catch up)."""
+        p = self.params
+        history = np.maximum(
+            base.target_cpu,
+            PercentileEstimator(Resource.CPU, p.profile_cap_cpu_percentile).estimate(aggregates),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            busiest = np.nan_to_num(np.nanmax(means, axis=(1, 2)), nan=0.0)
+        week = resource_amount_array(busiest * (1.0 + p.periodic_week_cap_margin_fraction))
+        lately = resource_amount_array(np.nan_to_num(sustained_cpu, nan=0.0))
+        onoff = PercentileEstimator(Resource.CPU, p.onoff_cap_cpu_percentile).estimate(aggregates)
+        result: Int64Array = np.where(
+            kinds.onoff,
+            onoff,
+            np.maximum(history, np.where(kinds.periodic, week, lately)),
+        )
+        return result
+
+
+_NONE: Final = float(2**52)
+"""An amount no cap or target reaches: "no quiet known"."""
+
+
+def _ahead(values: FloatArray, recent: FloatArray, count: int) -> FloatArray:
+    """The most of the next `count` hours and the recent past, per row."""
+    result: FloatArray = np.fmax(np.nanmax(values[:, :count], axis=1), recent)
+    return result
+
+
+def _pick(
+    known: BoolArray, profiled: FloatArray, histogram: Int64Array, cap: Int64Array, floor: int
+) -> Int64Array:
+    """The profile's amount (capped, floored) where known, the histogram's elsewhere."""
+    amount = np.minimum(resource_amount_array(np.where(known, profiled, 0.0)), cap)
+    result: Int64Array = np.where(known, np.maximum(amount, floor), histogram)
+    return result
+
+
+def _scaled(values: Int64Array, factor: float | FloatArray) -> Int64Array:
+    return resource_amount_array(values.astype(np.float64) * factor)
 
 
 def _build_default(params: DefaultParams) -> PodEstimators:
@@ -294,7 +489,13 @@ def _build_default(params: DefaultParams) -> PodEstimators:
     return ProfiledEstimators(
         target_cpu=cpu,
         target_memory=memory,
-        lower_cpu=ScaledEstimator(cpu, 1.0 - params.lower_band_fraction),
+        lower_cpu=SmallestEstimator(
+            ScaledEstimator(cpu, 1.0 - params.lower_band_fraction),
+            MarginEstimator(
+                PercentileEstimator(Resource.CPU, params.cpu_lower_percentile),
+                params.cpu_lower_margin_fraction,
+            ),
+        ),
         lower_memory=ScaledEstimator(memory, 1.0 - params.lower_band_fraction),
         upper_cpu=ConfidenceMultiplierEstimator(
             ScaledEstimator(cpu, 1.0 + params.upper_band_fraction),

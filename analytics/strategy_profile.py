@@ -16,6 +16,7 @@ beside. Rows are aggregate rows; keeping them aligned with the store's is the ca
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
     from analytics.store import EstimationInput
     from analytics.strategies import PodEstimates
 
-__all__ = ["HOUR_NS", "HourlyProfile", "ProfileAware", "ProfileForecast"]
+__all__ = [
+    "HOUR_NS",
+    "HourlyProfile",
+    "ProfileAware",
+    "ProfileForecast",
+    "daily_consistency",
+    "daily_depth",
+]
 
 HOUR_NS: Final = 3_600_000_000_000
 _UNSET: Final = -1
@@ -52,7 +60,14 @@ class ProfileForecast:
     `cpu_mean`, `cpu_peak`, `memory_peak`: shape (n, hours), the largest value of the same
     hour (and its `spread` neighbours on each side) over the past days, NaN where no past day
     has it. `recent_cpu_peak`, `recent_memory_peak`: shape (n,), the peaks of the last
-    `recent_hours` hours (NaN with none). `days`: shape (n,), how many whole days of history
+    `recent_hours` hours (NaN with none); `sustained_cpu_mean`, shape (n,), the lowest hourly
+    CPU mean of the last `sustained_hours` hours (a level held throughout, which a short burst
+    is not; NaN unless all are held). `quiet_cpu_mean`, `quiet_cpu_peak`: shape
+    (n, quiet_hours), the last `quiet_hours` hours; `quiet_memory_peak`, shape (n,), their
+    memory peak; NaN unless all of those hours are held.
+    `week_cpu_mean`, `week_cpu_peak`, `week_memory_peak`: shape (n, hours), the same hours
+    one week earlier (and their `spread` neighbours), NaN where the ring does not hold them.
+    `days`: shape (n,), how many whole days of history
     the profile holds.
     """
 
@@ -62,6 +77,13 @@ class ProfileForecast:
     recent_cpu_mean: FloatArray
     recent_cpu_peak: FloatArray
     recent_memory_peak: FloatArray
+    sustained_cpu_mean: FloatArray
+    quiet_cpu_mean: FloatArray
+    quiet_cpu_peak: FloatArray
+    quiet_memory_peak: FloatArray
+    week_cpu_mean: FloatArray
+    week_cpu_peak: FloatArray
+    week_memory_peak: FloatArray
     days: FloatArray
 
 
@@ -219,9 +241,12 @@ class HourlyProfile:
         self,
         now_ns: Int64Array,
         hours: int,
+        *,
         days: int = 7,
         spread: int = 1,
         recent_hours: int = 2,
+        sustained_hours: int = 2,
+        quiet_hours: int = 8,
     ) -> ProfileForecast:
         """The profile of the `hours` hours starting at each aggregate's `now_ns`.
 
@@ -245,9 +270,21 @@ class HourlyProfile:
             wanted >= now_hour[:, None, None, None] - self.slots
         )
         cpu_mean, cpu_peak, memory_peak = self._read(wanted, usable)
+        week = now_hour[:, None, None] + ahead[None, :, None] - 168 + jitter[None, None, :]
+        week_usable = (week < now_hour[:, None, None]) & (
+            week >= now_hour[:, None, None] - self.slots
+        )
+        week_mean, week_peak, week_memory = self._read(week, week_usable)
         axes = (2, 3)
         recent = now_hour[:, None] - 1 - np.arange(recent_hours, dtype=np.int64)[None, :]
         r_mean, r_cpu, r_memory = self._read(recent, recent >= now_hour[:, None] - self.slots)
+        held = now_hour[:, None] - 1 - np.arange(sustained_hours, dtype=np.int64)[None, :]
+        held_mean, _, _ = self._read(held, held >= now_hour[:, None] - self.slots)
+        quiet = now_hour[:, None] - 1 - np.arange(quiet_hours, dtype=np.int64)[None, :]
+        q_mean, q_cpu, q_memory = self._read(quiet, quiet >= now_hour[:, None] - self.slots)
+        q_whole: BoolArray = np.asarray(
+            ~np.isnan(q_mean).any(axis=1) & ~np.isnan(q_memory).any(axis=1)
+        )
         seen = self.first_hour != _UNSET
         history_days = np.where(seen, (now_hour - self.first_hour) / 24.0, 0.0)
         del n
@@ -258,8 +295,29 @@ class HourlyProfile:
             recent_cpu_mean=_nanmax(r_mean, (1,)),
             recent_cpu_peak=_nanmax(r_cpu, (1,)),
             recent_memory_peak=_nanmax(r_memory, (1,)),
+            sustained_cpu_mean=np.where(
+                np.isnan(held_mean).any(axis=1), np.nan, -_nanmax(-held_mean, (1,))
+            ),
+            quiet_cpu_mean=np.where(q_whole[:, None], q_mean, np.nan),
+            quiet_cpu_peak=np.where(q_whole[:, None], q_cpu, np.nan),
+            quiet_memory_peak=np.where(q_whole, _nanmax(q_memory, (1,)), np.nan),
+            week_cpu_mean=_nanmax(week_mean, (2,)),
+            week_cpu_peak=_nanmax(week_peak, (2,)),
+            week_memory_peak=_nanmax(week_memory, (2,)),
             days=np.floor(history_days),
         )
+
+    def daily_cpu_means(self, now_ns: Int64Array, days: int = 7) -> FloatArray:
+        """Hourly mean CPU of the last `days` whole days, shape (n, days, 24): day 0 is the
+        24 hours before now, day d the 24 before that; NaN for hours not held."""
+        now_hour = now_ns // HOUR_NS
+        wanted = (
+            now_hour[:, None, None]
+            - 24 * (1 + np.arange(days, dtype=np.int64))[None, :, None]
+            + np.arange(24, dtype=np.int64)[None, None, :]
+        )
+        mean, _, _ = self._read(wanted, wanted >= now_hour[:, None, None] - self.slots)
+        return mean
 
     def _read(
         self, wanted: Int64Array, usable: BoolArray
@@ -277,6 +335,36 @@ class HourlyProfile:
         memory = self.memory_peak.reshape(-1)[flat]
         memory = np.where(present & (memory > 0), memory, np.nan)
         return mean, peak, memory
+
+
+def daily_consistency(means: FloatArray) -> FloatArray:
+    """How well each day's hourly CPU repeats the day before, from `daily_cpu_means`: the
+    mean Pearson correlation of consecutive whole days (NaN with fewer than two). Near 1 for
+    a daily (or 4, 6, 12-hour) cycle, near 0 for noise and random bursts, whose hours do not
+    predict the same hours tomorrow."""
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centred = means - np.nanmean(means, axis=2, keepdims=True)
+        scale = np.sqrt(np.nansum(centred * centred, axis=2))
+        pair = np.nansum(centred[:, :-1, :] * centred[:, 1:, :], axis=2) / (
+            scale[:, :-1] * scale[:, 1:]
+        )
+        complete: BoolArray = np.asarray(~np.isnan(means).any(axis=2))
+        pair = np.where(complete[:, :-1] & complete[:, 1:], pair, np.nan)
+        result: FloatArray = np.nanmean(pair, axis=1)
+    return result
+
+
+def daily_depth(means: FloatArray) -> FloatArray:
+    """From `daily_cpu_means`: per row, the largest over whole days of the day's quietest
+    hour over its busiest (NaN without a whole day). Near 0 only for a job that idles
+    between runs every day; a daily cycle that never idles, or a quiet weekend, is not."""
+    complete = ~np.isnan(means).any(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ratio = np.nanmin(means, axis=2) / np.nanmax(means, axis=2)
+        result: FloatArray = np.nanmax(np.where(complete, ratio, np.nan), axis=1)
+    return result
 
 
 def _nanmax(values: FloatArray, axes: tuple[int, ...]) -> FloatArray:

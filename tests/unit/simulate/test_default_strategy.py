@@ -87,16 +87,17 @@ def test_steady_usage_gets_a_tight_target_and_an_asymmetric_band() -> None:
     # int(546691264.47) = 546691264; + int(546691264 * 0.05) = 27334563.
     memory = 546691264 + 27334563
     assert recommendation.target.memory_whole_bytes == memory
-    # Bounds: -15% / +30% of the target, truncated.
-    assert recommendation.lower_bound.cpu_millicores == int(1016 * 0.85)
-    assert recommendation.upper_bound.cpu_millicores == int(1016 * 1.3)
-    assert recommendation.lower_bound.memory_whole_bytes == int(memory * 0.85)
-    assert recommendation.upper_bound.memory_whole_bytes == int(memory * 1.3)
+    # Bounds: -20% / +40% of the target, truncated (the CPU lower bound is also at most
+    # p85 + 15%, here above it).
+    assert recommendation.lower_bound.cpu_millicores == int(1016 * 0.8)
+    assert recommendation.upper_bound.cpu_millicores == int(1016 * 1.4)
+    assert recommendation.lower_bound.memory_whole_bytes == int(memory * 0.8)
+    assert recommendation.upper_bound.memory_whole_bytes == int(memory * 1.4)
     # With half an hour of history the upper bound is widened as the VPA widens its own:
     # x (1 + 1 / days), days = min(29 min of lifespan, 30 samples / 1440 a day).
     young = recommend(frame)
-    assert young.upper_bound.cpu_millicores == int(int(1016 * 1.3) * (1 + 1440 / 29))
-    assert young.lower_bound.cpu_millicores == int(1016 * 0.85)
+    assert young.upper_bound.cpu_millicores == int(int(1016 * 1.4) * (1 + 1440 / 29))
+    assert young.lower_bound.cpu_millicores == int(1016 * 0.8)
 
 
 def test_cpu_adds_a_share_of_the_burst_spread() -> None:
@@ -104,13 +105,15 @@ def test_cpu_adds_a_share_of_the_burst_spread() -> None:
     samples = [(m, 1.0, 500 * MIB) for m in range(95)]
     samples += [(m, 2.0, 500 * MIB) for m in range(95, 100)]
     frame = trace(samples)
+    # 1.016281 + 0.05 * (2.093480 - 1.016281) = 1.070141 cores.
+    assert recommend(frame).target.cpu_millicores == 1070
     # 1.016281 + 0.12 * (2.093480 - 1.016281) = 1.145545 cores.
-    assert recommend(frame).target.cpu_millicores == 1145
+    assert recommend(frame, cpu_burst_weight=0.12).target.cpu_millicores == 1145
     assert recommend(frame, cpu_burst_weight=0.1).target.cpu_millicores == 1124
     assert recommend(frame, cpu_burst_weight=0.5).target.cpu_millicores == 1554
     assert recommend(frame, cpu_burst_weight=1.0).target.cpu_millicores == 2093
-    # A CPU margin on top: int(1124 * 0.1) = 112.
-    assert recommend(frame, cpu_margin_fraction=0.1).target.cpu_millicores == 1145 + 114
+    # A CPU margin on top: 1.070141 x 1.1 = 1.177155 cores.
+    assert recommend(frame, cpu_margin_fraction=0.1).target.cpu_millicores == 1177
 
 
 def test_minimums() -> None:
