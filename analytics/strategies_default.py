@@ -19,6 +19,7 @@ low, so a daily job costs two resizes a day. Design, parameters and results in d
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Self
 
@@ -38,7 +39,12 @@ from analytics.model_params import ModelParams
 from analytics.store import EstimationInput
 from analytics.strategies import PodEstimates, PodEstimators, Strategy, register_strategy
 from analytics.strategies_baselines import FloorEstimator, ScaledEstimator
-from analytics.strategy_profile import HourlyProfile, daily_consistency, daily_depth
+from analytics.strategy_profile import (
+    HourlyProfile,
+    ProfileForecast,
+    daily_consistency,
+    daily_depth,
+)
 
 __all__ = [
     "DEFAULT",
@@ -148,6 +154,13 @@ class DefaultParams(ModelParams):
         ge=0,
         lt=1,
         description="lower bound is the target x (1 - this): a request below grows at once",
+    )
+    memory_lower_band_fraction: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="memory's lower bound is its target x (1 - this): memory that runs out "
+        "is a kill, not a slowdown, so it grows sooner than CPU",
     )
     upper_band_fraction: float = Field(
         0.4,
@@ -320,45 +333,13 @@ class ProfiledEstimators(PodEstimators):
         kinds = _Kinds.of(means, p)
 
         def cpu_of(mean: FloatArray, peak: FloatArray) -> FloatArray:
-            """CPU of an hour: on/off jobs by their mean, the others with their peak too."""
-            shape = (-1,) + (1,) * (mean.ndim - 1)
-            weight = np.where(kinds.onoff, 0.0, p.profile_cpu_peak_weight).reshape(shape)
-            margin = np.where(
-                kinds.onoff, p.onoff_cpu_margin_fraction, p.profile_cpu_margin_fraction
-            ).reshape(shape)
-            result: FloatArray = (mean + weight * (peak - mean)) * (1.0 + margin)
-            return result
+            return _hour_cpu(p, kinds, mean, peak)
 
-        memory_margin = 1.0 + p.profile_memory_margin_fraction
-        cpu_hours = cpu_of(forecast.cpu_mean, forecast.cpu_peak)
-        memory_hours = forecast.memory_peak * memory_margin
-        # With a week of history, a periodic hour needs no more than it did a week before:
-        # the quiet weekend after busy weekdays, which the same hours of the last days hide.
-        weekly = (kinds.periodic & (forecast.days >= 7))[:, None]
-        week_cpu = cpu_of(forecast.week_cpu_mean, forecast.week_cpu_peak)
-        cpu_hours = np.where(weekly, np.fmin(cpu_hours, week_cpu), cpu_hours)
-        memory_hours = np.where(
-            weekly, np.fmin(memory_hours, forecast.week_memory_peak * memory_margin), memory_hours
-        )
-        # Without a daily cycle, the recent past counts with the level it held throughout,
-        # not its peak: a burst is over before a resize could help, a step up is not.
-        sustained_cpu = forecast.sustained_cpu_mean * (1.0 + p.sustained_cpu_margin_fraction)
-        recent_cpu = np.where(
-            kinds.periodic,
-            cpu_of(forecast.recent_cpu_mean, forecast.recent_cpu_peak),
-            sustained_cpu,
-        )
-        recent_memory = forecast.recent_memory_peak * memory_margin
-
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            cpu_need = _ahead(cpu_hours, recent_cpu, p.profile_need_hours)
-            cpu_hold = _ahead(cpu_hours, recent_cpu, p.profile_hold_hours)
-            memory_need = _ahead(memory_hours, recent_memory, p.profile_need_hours)
-            memory_hold = _ahead(memory_hours, recent_memory, p.profile_hold_hours)
-        old_enough = forecast.days >= p.profile_min_days
-        known_cpu = old_enough & ~np.isnan(cpu_hours).any(axis=1) & np.isfinite(cpu_hold)
-        known_memory = old_enough & ~np.isnan(memory_hours).any(axis=1) & np.isfinite(memory_hold)
+        needs = _Needs.of(p, kinds, forecast, cpu_of)
+        cpu_need, cpu_hold = needs.cpu_need, needs.cpu_hold
+        memory_need, memory_hold = needs.memory_need, needs.memory_hold
+        known_cpu, known_memory = needs.known_cpu, needs.known_memory
+        sustained_cpu = needs.sustained_cpu
 
         cpu_cap = self._cpu_cap(aggregates, base, kinds, means, sustained_cpu)
         min_cpu = resource_amount(p.min_cpu_millicores)
@@ -395,7 +376,11 @@ class ProfiledEstimators(PodEstimators):
             target_cpu=target_cpu,
             target_memory=target_memory,
             lower_cpu=np.where(known_cpu, lower_cpu, base.lower_cpu),
-            lower_memory=np.where(known_memory, _scaled(need_memory, lower), base.lower_memory),
+            lower_memory=np.where(
+                known_memory,
+                _scaled(need_memory, 1.0 - p.memory_lower_band_fraction),
+                base.lower_memory,
+            ),
             upper_cpu=np.where(known_cpu, upper_cpu, base.upper_cpu),
             upper_memory=np.where(known_memory, _scaled(target_memory, upper), base.upper_memory),
         )
@@ -444,6 +429,92 @@ class ProfiledEstimators(PodEstimators):
             np.maximum(history, np.where(kinds.periodic, week, lately)),
         )
         return result
+
+
+def _hour_cpu(p: DefaultParams, kinds: _Kinds, mean: FloatArray, peak: FloatArray) -> FloatArray:
+    """CPU an hour needs: on/off jobs by their mean, the others with their peak too."""
+    shape = (-1,) + (1,) * (mean.ndim - 1)
+    weight = np.where(kinds.onoff, 0.0, p.profile_cpu_peak_weight).reshape(shape)
+    margin = np.where(
+        kinds.onoff, p.onoff_cpu_margin_fraction, p.profile_cpu_margin_fraction
+    ).reshape(shape)
+    result: FloatArray = (mean + weight * (peak - mean)) * (1.0 + margin)
+    return result
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What the profile says each row needs: for the next hours a request must cover
+    (`*_need`, the lower bound) and those the target holds (`*_hold`), where `known_*`."""
+
+    cpu_need: FloatArray
+    cpu_hold: FloatArray
+    memory_need: FloatArray
+    memory_hold: FloatArray
+    known_cpu: BoolArray
+    known_memory: BoolArray
+    sustained_cpu: FloatArray
+
+    @classmethod
+    def of(
+        cls,
+        p: DefaultParams,
+        kinds: _Kinds,
+        forecast: ProfileForecast,
+        cpu_of: Callable[[FloatArray, FloatArray], FloatArray],
+    ) -> _Needs:
+        memory_margin = 1.0 + p.profile_memory_margin_fraction
+        cpu_hours = cpu_of(forecast.cpu_mean, forecast.cpu_peak)
+        memory_hours = forecast.memory_peak * memory_margin
+        # With a week of history, a periodic hour needs no more than it did a week before:
+        # the quiet weekend after busy weekdays, which the same hours of the last days hide.
+        weekly = (kinds.periodic & (forecast.days >= 7))[:, None]
+        week_cpu = cpu_of(forecast.week_cpu_mean, forecast.week_cpu_peak)
+        cpu_hours = np.where(weekly, np.fmin(cpu_hours, week_cpu), cpu_hours)
+        memory_hours = np.where(
+            weekly, np.fmin(memory_hours, forecast.week_memory_peak * memory_margin), memory_hours
+        )
+        # Without a daily cycle, the recent past counts with the level it held throughout,
+        # not its peak: a burst is over before a resize could help, a step up is not.
+        sustained_cpu = forecast.sustained_cpu_mean * (1.0 + p.sustained_cpu_margin_fraction)
+        recent_cpu = np.where(
+            kinds.periodic,
+            cpu_of(forecast.recent_cpu_mean, forecast.recent_cpu_peak),
+            sustained_cpu,
+        )
+        # Memory that has been growing (a leak) is a kill when the request lags it: what
+        # the recent past needs includes the growth over the hours covered.
+        growth = np.nan_to_num(np.maximum(forecast.memory_trend, 0.0), nan=0.0)
+
+        def recent_memory(hours: int) -> FloatArray:
+            grown = forecast.recent_memory_peak + growth * hours
+            result: FloatArray = grown * memory_margin
+            return result
+
+        hold_hours = p.profile_hold_hours
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cpu_hold = _ahead(cpu_hours, recent_cpu, hold_hours)
+            memory_hold = _ahead(memory_hours, recent_memory(p.profile_hold_hours), hold_hours)
+            return cls(
+                cpu_need=_ahead(cpu_hours, recent_cpu, p.profile_need_hours),
+                cpu_hold=cpu_hold,
+                memory_need=_ahead(
+                    memory_hours, recent_memory(p.profile_need_hours), p.profile_need_hours
+                ),
+                memory_hold=memory_hold,
+                known_cpu=np.asarray(
+                    (forecast.days >= p.profile_min_days)
+                    & ~np.isnan(cpu_hours).any(axis=1)
+                    & np.isfinite(cpu_hold)
+                ),
+                known_memory=np.asarray(
+                    (forecast.days >= p.profile_min_days)
+                    & ~np.isnan(memory_hours).any(axis=1)
+                    & np.isfinite(memory_hold)
+                ),
+                sustained_cpu=sustained_cpu,
+            )
 
 
 _NONE: Final = float(2**52)
@@ -496,7 +567,7 @@ def _build_default(params: DefaultParams) -> PodEstimators:
                 params.cpu_lower_margin_fraction,
             ),
         ),
-        lower_memory=ScaledEstimator(memory, 1.0 - params.lower_band_fraction),
+        lower_memory=ScaledEstimator(memory, 1.0 - params.memory_lower_band_fraction),
         upper_cpu=ConfidenceMultiplierEstimator(
             ScaledEstimator(cpu, 1.0 + params.upper_band_fraction),
             params.young_upper_multiplier,

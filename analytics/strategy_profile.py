@@ -64,7 +64,8 @@ class ProfileForecast:
     CPU mean of the last `sustained_hours` hours (a level held throughout, which a short burst
     is not; NaN unless all are held). `quiet_cpu_mean`, `quiet_cpu_peak`: shape
     (n, quiet_hours), the last `quiet_hours` hours; `quiet_memory_peak`, shape (n,), their
-    memory peak; NaN unless all of those hours are held.
+    memory peak and `memory_trend` the median hour-to-hour growth of their memory peaks,
+    bytes per hour; NaN unless all of those hours are held.
     `week_cpu_mean`, `week_cpu_peak`, `week_memory_peak`: shape (n, hours), the same hours
     one week earlier (and their `spread` neighbours), NaN where the ring does not hold them.
     `days`: shape (n,), how many whole days of history
@@ -81,6 +82,7 @@ class ProfileForecast:
     quiet_cpu_mean: FloatArray
     quiet_cpu_peak: FloatArray
     quiet_memory_peak: FloatArray
+    memory_trend: FloatArray
     week_cpu_mean: FloatArray
     week_cpu_peak: FloatArray
     week_memory_peak: FloatArray
@@ -301,6 +303,7 @@ class HourlyProfile:
             quiet_cpu_mean=np.where(q_whole[:, None], q_mean, np.nan),
             quiet_cpu_peak=np.where(q_whole[:, None], q_cpu, np.nan),
             quiet_memory_peak=np.where(q_whole, _nanmax(q_memory, (1,)), np.nan),
+            memory_trend=np.where(q_whole, _slope(q_memory), np.nan),
             week_cpu_mean=_nanmax(week_mean, (2,)),
             week_cpu_peak=_nanmax(week_peak, (2,)),
             week_memory_peak=_nanmax(week_memory, (2,)),
@@ -364,6 +367,15 @@ def daily_depth(means: FloatArray) -> FloatArray:
         warnings.simplefilter("ignore", RuntimeWarning)
         ratio = np.nanmin(means, axis=2) / np.nanmax(means, axis=2)
         result: FloatArray = np.nanmax(np.where(complete, ratio, np.nan), axis=1)
+    return result
+
+
+def _slope(recent: FloatArray) -> FloatArray:
+    """Growth per hour of rows of hourly values (the last hour first): the median of the
+    hour-to-hour differences, so that a leak's steady climb counts and a single step (a job
+    starting) does not."""
+    steps = recent[:, :-1] - recent[:, 1:]
+    result: FloatArray = np.median(steps, axis=1) if steps.shape[1] else recent[:, 0] * 0.0
     return result
 
 

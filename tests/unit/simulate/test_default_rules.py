@@ -1,0 +1,183 @@
+"""What `default` does with the shapes its rules are for, replayed minute by minute: how the
+profile tells periodic rows and on/off jobs from the rest, bursts that must not move the
+request, a step up taken at once, a step down shrunk in one resize, and a quiet weekend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analytics.arrays import FloatArray
+from analytics.simulate.replay import SimulationResult, simulate
+from analytics.strategies import STRATEGIES
+from analytics.strategies_default import register_default
+from analytics.strategy_profile import HOUR_NS, HourlyProfile, daily_consistency, daily_depth
+
+MIB = 1024 * 1024
+DAY = 1440
+START = dt.datetime(2024, 1, 1)  # a Monday
+
+
+@pytest.fixture(autouse=True)
+def default_registered() -> Iterator[None]:
+    before = dict(STRATEGIES)
+    register_default()
+    yield
+    STRATEGIES.clear()
+    STRATEGIES.update(before)
+
+
+def frame(cpu: FloatArray, memory: FloatArray, cpu_request: float) -> pl.DataFrame:
+    """One container sampled every minute from START (CPU cores, memory bytes)."""
+    minutes = np.arange(cpu.shape[0])
+    return pl.DataFrame(
+        {
+            "timestamp": [START + dt.timedelta(minutes=int(m)) for m in minutes],
+            "cluster": "c",
+            "namespace": "ns",
+            "workload": "w",
+            "pod": "w-0",
+            "container": "app",
+            "cpu": cpu,
+            "memory": memory,
+            "cpu_request": cpu_request,
+            "memory_request": 1024.0 * MIB,
+            "memory_limit": 2048.0 * MIB,
+        }
+    )
+
+
+def noise(n: int, seed: int, sigma: float = 0.1) -> FloatArray:
+    result: FloatArray = np.random.default_rng(seed).lognormal(-sigma * sigma / 2, sigma, n)
+    return result
+
+
+def cpu_requests(result: SimulationResult) -> list[int]:
+    """The CPU request in effect each hour."""
+    requests: list[int] = result.timeline.cpu_request_millicores[:, 0].tolist()
+    return requests
+
+
+def changes(values: list[int], first: int, last: int) -> int:
+    pairs = zip(values[first:last], values[first + 1 : last + 1], strict=True)
+    return sum(1 for a, b in pairs if a != b)
+
+
+# -- telling rows apart ---------------------------------------------------------------------------
+
+
+def profile_of(hourly: list[float], hours: int) -> HourlyProfile:
+    profile = HourlyProfile.empty(1)
+    t = np.arange(hours, dtype=np.int64) * HOUR_NS + HOUR_NS // 2
+    cpu = np.array([hourly[h % len(hourly)] for h in range(hours)], dtype=np.int64)
+    ok = np.ones(hours, dtype=bool)
+    profile.observe(
+        np.zeros(hours, dtype=np.int64),
+        t,
+        cpu_millicores=cpu,
+        cpu_valid=ok,
+        memory_bytes=cpu * MIB,
+        memory_valid=ok,
+    )
+    return profile
+
+
+def kinds(profile: HourlyProfile, hours: int) -> tuple[float, float]:
+    means = profile.daily_cpu_means(np.array([hours * HOUR_NS]), 7)
+    return float(daily_consistency(means)[0]), float(daily_depth(means)[0])
+
+
+def test_a_daily_cycle_repeats_and_an_on_off_job_idles_between_runs() -> None:
+    cycle = [400 + 300 * np.cos(2 * np.pi * (h - 14) / 24) for h in range(24)]
+    consistency, depth = kinds(profile_of(cycle, 72), 72)
+    assert consistency > 0.99
+    assert 0.1 < depth < 0.2  # 100m at night against 700m in the afternoon
+
+    job = [2000.0 if 2 <= h < 6 else 20.0 for h in range(24)]
+    consistency, depth = kinds(profile_of(job, 72), 72)
+    assert consistency > 0.99
+    assert depth == pytest.approx(0.01)
+
+    rng = np.random.default_rng(7)
+    random_hours = rng.uniform(100, 1000, 24 * 5).tolist()
+    consistency, _ = kinds(profile_of(random_hours, 24 * 5), 24 * 5)
+    assert abs(consistency) < 0.3
+
+
+def test_fewer_than_two_whole_days_say_nothing() -> None:
+    consistency, depth = kinds(profile_of([100.0] * 24, 30), 30)
+    assert np.isnan(consistency)
+    assert depth == 1.0  # one whole day, flat
+
+
+# -- shapes -------------------------------------------------------------------------------------
+
+
+def test_short_bursts_do_not_move_the_request() -> None:
+    """A 10-minute burst at 10x, three times a day at random minutes: the request stays on
+    the base level; the stock VPA's parity strategy is the reference."""
+    n = 10 * DAY
+    rng = np.random.default_rng(3)
+    on = np.zeros(n, dtype=bool)
+    for start in rng.integers(0, n - 10, 30):
+        on[start : start + 10] = True
+    cpu = np.where(on, 2.0, 0.2) * noise(n, 4)
+    result = simulate(frame(cpu, 300 * MIB * noise(n, 5, 0.01), 1.0), "default")
+    requests = cpu_requests(result)
+    assert max(requests[48:]) < 400  # never chased a burst
+    assert changes(requests, 48, len(requests) - 1) <= 1
+    assert result.total.resizes <= simulate(frame(cpu, 300 * MIB, 1.0), "vpa").total.resizes + 2
+
+
+def test_a_step_up_is_taken_at_once() -> None:
+    """Flat 300m for four days, then 900m: the histograms alone would climb to it over a
+    day; a level held for two hours raises the request to it."""
+    n = 6 * DAY
+    cpu = np.where(np.arange(n) < 4 * DAY, 0.3, 0.9) * noise(n, 1)
+    result = simulate(frame(cpu, 300 * MIB * noise(n, 2, 0.01), 0.5), "default")
+    requests = cpu_requests(result)
+    step = 4 * 24
+    assert requests[step - 1] < 450
+    assert min(requests[step + 3 : step + 24]) >= 900  # within three hours, and it holds
+    assert changes(requests, step, step + 24) == 1
+
+
+def test_a_step_down_is_shrunk_in_one_resize() -> None:
+    """1 core for four days, then 250m: after eight quiet hours the request goes to the new
+    level in one resize, instead of following the histograms down over days."""
+    n = 7 * DAY
+    cpu = np.where(np.arange(n) < 4 * DAY, 1.0, 0.25) * noise(n, 6)
+    result = simulate(frame(cpu, 300 * MIB * noise(n, 7, 0.01), 1.5), "default")
+    requests = cpu_requests(result)
+    step = 4 * 24
+    assert requests[step - 1] >= 1000
+    assert max(requests[step + 12 :]) < 400
+    assert changes(requests, step, len(requests) - 1) <= 2
+    without = simulate(
+        frame(cpu, 300 * MIB * noise(n, 7, 0.01), 1.5), "default", {"quiet_ratio": 0}
+    )
+    assert result.total.cpu_slack_core_hours < without.total.cpu_slack_core_hours
+
+
+def test_a_quiet_weekend_is_followed_once_a_week_is_known() -> None:
+    """A daily cycle on weekdays, a fifth of it at weekends: the second weekend (after a week
+    of history) gets a lower request than the weekdays around it; the first cannot."""
+    n = 14 * DAY
+    minutes = np.arange(n)
+    hour = (minutes % DAY) / 60.0
+    weekend = (minutes // DAY) % 7 >= 5
+    level = 0.4 + 0.6 * (1 + np.cos(2 * np.pi * (hour - 14) / 24)) / 2
+    cpu = level * np.where(weekend, 0.2, 1.0) * noise(n, 8)
+    result = simulate(frame(cpu, 500 * MIB * noise(n, 9, 0.01), 2.0), "default")
+    requests = np.array(cpu_requests(result))
+    first_weekend = requests[5 * 24 + 12 : 7 * 24]
+    second_weekend = requests[12 * 24 + 12 : 14 * 24 - 1]
+    weekdays = requests[8 * 24 : 12 * 24]
+    assert second_weekend.max() < 0.6 * weekdays.min()
+    assert requests[14 * 24 - 1] >= weekdays.min()  # up the hour before Monday
+    assert first_weekend.min() > second_weekend.max()
+    assert result.total.oom_kills == 0
