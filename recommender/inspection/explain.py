@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from analytics.estimation import recommend_rows
+from analytics.estimation import recommend_rows, store_for
 from analytics.estimators import (
     ConfidenceMultiplierEstimator,
     MarginEstimator,
@@ -33,10 +33,10 @@ from analytics.estimators import (
 from analytics.histogram import HistogramArrays
 from analytics.model_params import ModelParams
 from analytics.quantity import format_cpu_millicores, format_memory_bytes, parse_quantity
-from analytics.recommendation import Resources
+from analytics.recommendation import ContainerRecommendation, Resources
 from analytics.snapshot import AggregateSnapshot, SnapshotError, import_workload
-from analytics.store import AggregateStore, EstimationInput
-from analytics.strategies import build_estimators
+from analytics.store import EstimationInput
+from analytics.strategies import PodEstimators, build_estimators
 from recommender.vpa.capping import apply_policy, controlled_resources, is_scaled
 from recommender.vpa.objects import RecommendedContainerResources, VerticalPodAutoscaler
 
@@ -289,7 +289,7 @@ def explain_container(
             params, estimators = build_estimators(strategy, merged)
     except ValueError as error:  # unknown strategy, parameters that do not validate
         raise ExplainError(f"{where}: {error}") from None
-    store = AggregateStore.empty(aggregation)
+    store = store_for(aggregation, estimators)
     try:
         import_workload(store, cluster, namespace, name, aggregates)
     except SnapshotError as error:
@@ -319,17 +319,7 @@ def explain_container(
     estimated = recommend_rows(store, rows, estimators, now_ns)
     engine = next(r for r in estimated.recommendations if r.container_name == container)
 
-    layers = {
-        Resource.CPU: (estimators.target_cpu, estimators.lower_cpu, estimators.upper_cpu),
-        Resource.MEMORY: (
-            estimators.target_memory,
-            estimators.lower_memory,
-            estimators.upper_memory,
-        ),
-    }
-    walked: dict[Resource, list[list[Step]]] = {
-        resource: [_steps(e, inputs, position) for e in trio] for resource, trio in layers.items()
-    }
+    layers, walked = _walk(estimators, inputs, position, engine)
     amounts = {resource: [steps[-1].value for steps in trios] for resource, trios in walked.items()}
     uncapped_entry = RecommendedContainerResources.model_validate(
         {
@@ -394,6 +384,64 @@ def explain_container(
         status_target=dict(written.target) if written else {},
         policy=policy_name,
     )
+
+
+def _walk(
+    estimators: PodEstimators,
+    inputs: EstimationInput,
+    position: int,
+    engine: ContainerRecommendation,
+) -> tuple[dict[Resource, tuple[ResourceEstimator, ...]], dict[Resource, list[list[Step]]]]:
+    """The estimator layers of target, lower and upper bound per resource, each evaluated,
+    and the hourly-profile step where the strategy's profile rules moved an amount."""
+    layers: dict[Resource, tuple[ResourceEstimator, ...]] = {
+        Resource.CPU: (estimators.target_cpu, estimators.lower_cpu, estimators.upper_cpu),
+        Resource.MEMORY: (
+            estimators.target_memory,
+            estimators.lower_memory,
+            estimators.upper_memory,
+        ),
+    }
+    walked: dict[Resource, list[list[Step]]] = {
+        resource: [_steps(e, inputs, position) for e in trio] for resource, trio in layers.items()
+    }
+    _profile_steps(walked, engine)
+    return layers, walked
+
+
+def _profile_steps(
+    walked: dict[Resource, list[list[Step]]], engine: ContainerRecommendation
+) -> None:
+    """Where the strategy's hourly-profile rules (`default`) moved an amount away from its
+    histogram estimators, add the step that did, ending at the engine's own amount."""
+    wanted = {
+        Resource.CPU: [
+            engine.target.cpu_millicores,
+            engine.lower_bound.cpu_millicores,
+            engine.upper_bound.cpu_millicores,
+        ],
+        Resource.MEMORY: [
+            engine.target.memory_whole_bytes,
+            engine.lower_bound.memory_whole_bytes,
+            engine.upper_bound.memory_whole_bytes,
+        ],
+    }
+    for resource, trios in walked.items():
+        unit = _unit(resource)
+        for steps, amount, what in zip(
+            trios, wanted[resource], ("target", "lower bound", "upper bound"), strict=True
+        ):
+            before = steps[-1].value
+            if int(amount) != before:
+                steps.append(
+                    Step(
+                        "profile",
+                        f"hourly profile: the {what} for the coming hours, from the same "
+                        "hours of past days and the recent ones (see docs/simulate.md)",
+                        f"{before}{unit} from the histograms -> {int(amount)}{unit}",
+                        int(amount),
+                    )
+                )
 
 
 def _percentile_estimators(estimator: ResourceEstimator) -> list[PercentileEstimator]:
