@@ -482,8 +482,9 @@ class PercentileWalk:
     highest: Int64Array
     empty: npt.NDArray[np.bool_]
 
-    def percentile(self, percentile: float) -> FloatArray:
-        """Per histogram: end of the first bucket whose cumulative weight reaches the threshold."""
+    def percentile(self, percentile: float | FloatArray) -> FloatArray:
+        """Per histogram: end of the first bucket whose cumulative weight reaches the threshold
+        (one percentile for all, or one per histogram)."""
         threshold = percentile * self.total_weight
         # Partial sums never decrease, so counting those below the threshold finds the bucket.
         below = np.count_nonzero(self.partial < threshold[:, None], axis=1)

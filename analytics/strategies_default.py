@@ -162,6 +162,12 @@ class DefaultParams(ModelParams):
         description="memory's lower bound is its target x (1 - this): memory that runs out "
         "is a kill, not a slowdown, so it grows sooner than CPU",
     )
+    memory_headroom_fraction: float = Field(
+        0.05,
+        ge=0,
+        description="memory grows once the last hour's peak comes within this fraction of the "
+        "request",
+    )
     upper_band_fraction: float = Field(
         0.4,
         ge=0,
@@ -226,10 +232,10 @@ class DefaultParams(ModelParams):
     onoff_cpu_margin_fraction: float = Field(
         0.2, ge=0, description="an on/off job's CPU of an hour: its mean plus this fraction"
     )
-    onoff_cap_cpu_percentile: float = _fraction(
-        0.99,
-        "an on/off job's CPU from the profile is at most this percentile: a percentile over "
-        "the whole history lands in its idle hours, so the cap sits near the top",
+    onoff_busy_percentile: float = _fraction(
+        0.9,
+        "an on/off job's hours with the job get this percentile of its busy samples (the "
+        "share of busy hours tells which percentile of all samples that is)",
     )
     periodic_week_cap_margin_fraction: float = Field(
         0.1,
@@ -285,13 +291,28 @@ class _Kinds:
     periodic: BoolArray
     onoff: BoolArray
     settled: BoolArray
+    busy_cpu: FloatArray
+    """For on/off jobs, the CPU (millicores) of `onoff_busy_percentile` of their busy samples:
+    the percentile of all samples that leaves the idle share below it."""
 
     @classmethod
-    def of(cls, means: FloatArray, p: DefaultParams) -> _Kinds:
+    def of(cls, means: FloatArray, p: DefaultParams, aggregates: EstimationInput) -> _Kinds:
         consistency = daily_consistency(means)
         periodic = np.nan_to_num(consistency, nan=-2.0) >= p.profile_min_consistency
         onoff = periodic & (np.nan_to_num(daily_depth(means), nan=2.0) <= p.onoff_max_depth)
-        return cls(periodic=periodic, onoff=onoff, settled=~np.isnan(consistency))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            day_peak = np.nanmax(means, axis=2, keepdims=True)
+            busy_hours = np.where(np.isnan(means), np.nan, means > 0.5 * day_peak)
+            duty = np.nan_to_num(np.nanmean(busy_hours, axis=(1, 2)), nan=1.0)
+        quantile = 1.0 - np.clip(duty, 0.01, 1.0) * (1.0 - p.onoff_busy_percentile)
+        busy_cpu = aggregates.cpu_walk.percentile(quantile) * 1000.0
+        return cls(
+            periodic=periodic,
+            onoff=onoff,
+            settled=~np.isnan(consistency),
+            busy_cpu=np.where(onoff, busy_cpu, 0.0),
+        )
 
 
 @dataclass(frozen=True)
@@ -322,7 +343,7 @@ class ProfiledEstimators(PodEstimators):
         now = np.full(len(aggregates), now_ns, dtype=np.int64)
         forecast = profile.forecast(
             now,
-            max(p.profile_need_hours, p.profile_hold_hours),
+            24,
             days=p.profile_days,
             spread=p.profile_spread_hours,
             recent_hours=p.profile_recent_hours,
@@ -330,7 +351,7 @@ class ProfiledEstimators(PodEstimators):
             quiet_hours=p.quiet_hours,
         )
         means = profile.daily_cpu_means(now, p.profile_days)
-        kinds = _Kinds.of(means, p)
+        kinds = _Kinds.of(means, p, aggregates)
 
         def cpu_of(mean: FloatArray, peak: FloatArray) -> FloatArray:
             return _hour_cpu(p, kinds, mean, peak)
@@ -346,7 +367,7 @@ class ProfiledEstimators(PodEstimators):
         min_memory = resource_amount(p.min_memory_mib * _MIB)
         need_cpu = _pick(known_cpu, cpu_need, base.target_cpu, cpu_cap, min_cpu)
         target_cpu = _pick(known_cpu, cpu_hold, base.target_cpu, cpu_cap, min_cpu)
-        cap = base.target_memory
+        cap = np.maximum(base.target_memory, resource_amount_array(needs.growing_memory))
         need_memory = _pick(known_memory, memory_need, base.target_memory, cap, min_memory)
         target_memory = _pick(known_memory, memory_hold, base.target_memory, cap, min_memory)
 
@@ -378,7 +399,10 @@ class ProfiledEstimators(PodEstimators):
             lower_cpu=np.where(known_cpu, lower_cpu, base.lower_cpu),
             lower_memory=np.where(
                 known_memory,
-                _scaled(need_memory, 1.0 - p.memory_lower_band_fraction),
+                np.maximum(
+                    _scaled(need_memory, 1.0 - p.memory_lower_band_fraction),
+                    np.minimum(resource_amount_array(needs.memory_floor), target_memory),
+                ),
                 base.lower_memory,
             ),
             upper_cpu=np.where(known_cpu, upper_cpu, base.upper_cpu),
@@ -422,10 +446,9 @@ class ProfiledEstimators(PodEstimators):
             busiest = np.nan_to_num(np.nanmax(means, axis=(1, 2)), nan=0.0)
         week = resource_amount_array(busiest * (1.0 + p.periodic_week_cap_margin_fraction))
         lately = resource_amount_array(np.nan_to_num(sustained_cpu, nan=0.0))
-        onoff = PercentileEstimator(Resource.CPU, p.onoff_cap_cpu_percentile).estimate(aggregates)
         result: Int64Array = np.where(
             kinds.onoff,
-            onoff,
+            resource_amount_array(kinds.busy_cpu),
             np.maximum(history, np.where(kinds.periodic, week, lately)),
         )
         return result
@@ -439,7 +462,10 @@ def _hour_cpu(p: DefaultParams, kinds: _Kinds, mean: FloatArray, peak: FloatArra
         kinds.onoff, p.onoff_cpu_margin_fraction, p.profile_cpu_margin_fraction
     ).reshape(shape)
     result: FloatArray = (mean + weight * (peak - mean)) * (1.0 + margin)
-    return result
+    # An hour an on/off job ran in, even part of, needs the job's busy level: its mean is
+    # diluted by the idle minutes.
+    busy = kinds.busy_cpu.reshape(shape)
+    return np.where(kinds.onoff.reshape(shape) & (peak >= 0.5 * busy), busy, result)
 
 
 @dataclass(frozen=True)
@@ -454,6 +480,13 @@ class _Needs:
     known_cpu: BoolArray
     known_memory: BoolArray
     sustained_cpu: FloatArray
+    growing_memory: FloatArray
+    """What memory that has been climbing needs over the hours the target holds (0 where it
+    has not): history cannot cap it, since history has not seen it yet."""
+    memory_floor: FloatArray
+    """Rows without a daily cycle: the last hour's memory peak plus
+    `memory_headroom_fraction`, a request below it being one climb away from a kill where
+    the limit equals the request (a periodic row's coming hours are forecast); 0 elsewhere."""
 
     @classmethod
     def of(
@@ -495,13 +528,20 @@ class _Needs:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             cpu_hold = _ahead(cpu_hours, recent_cpu, hold_hours)
-            memory_hold = _ahead(memory_hours, recent_memory(p.profile_hold_hours), hold_hours)
+            # A daily memory cycle is shallow next to an on/off job's: its target covers the
+            # whole day, so a CPU resize in the evening does not take the memory of tomorrow.
+            memory_hold = np.where(
+                kinds.periodic & ~kinds.onoff,
+                _ahead(memory_hours, recent_memory(p.profile_hold_hours), 24),
+                _ahead(memory_hours, recent_memory(p.profile_hold_hours), hold_hours),
+            )
+            memory_need = _ahead(
+                memory_hours, recent_memory(p.profile_need_hours), p.profile_need_hours
+            )
             return cls(
                 cpu_need=_ahead(cpu_hours, recent_cpu, p.profile_need_hours),
                 cpu_hold=cpu_hold,
-                memory_need=_ahead(
-                    memory_hours, recent_memory(p.profile_need_hours), p.profile_need_hours
-                ),
+                memory_need=memory_need,
                 memory_hold=memory_hold,
                 known_cpu=np.asarray(
                     (forecast.days >= p.profile_min_days)
@@ -514,6 +554,14 @@ class _Needs:
                     & np.isfinite(memory_hold)
                 ),
                 sustained_cpu=sustained_cpu,
+                growing_memory=np.where(growth > 0, recent_memory(p.profile_hold_hours), 0.0),
+                memory_floor=np.where(
+                    kinds.periodic,
+                    0.0,
+                    np.nan_to_num(
+                        forecast.recent_memory_peak * (1.0 + p.memory_headroom_fraction), nan=0.0
+                    ),
+                ),
             )
 
 

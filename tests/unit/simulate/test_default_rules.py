@@ -181,3 +181,20 @@ def test_a_quiet_weekend_is_followed_once_a_week_is_known() -> None:
     assert requests[14 * 24 - 1] >= weekdays.min()  # up the hour before Monday
     assert first_weekend.min() > second_weekend.max()
     assert result.total.oom_kills == 0
+
+
+def test_a_leak_grows_the_request_before_it_is_killed() -> None:
+    """Memory climbing 40% a day from 300 MiB, restarted every three days, with the limit
+    equal to the request: the request stays ahead of it."""
+    n = 9 * DAY
+    minutes = np.arange(n)
+    since_restart = (minutes % (3 * DAY)) / DAY
+    memory = 300 * MIB * (1 + 0.4 * since_restart) * noise(n, 10, 0.005)
+    trace = frame(0.2 * noise(n, 11), memory, 0.5).with_columns(
+        memory_request=pl.lit(512.0 * MIB), memory_limit=pl.lit(512.0 * MIB)
+    )
+    result = simulate(trace, "default")
+    assert result.total.oom_kills == 0
+    assert result.timeline.memory_request_bytes[-1, 0] >= memory[-60:].max()
+    unguarded = simulate(trace, "default", {"memory_headroom_fraction": 0})
+    assert unguarded.total.oom_kills > 0
