@@ -155,13 +155,6 @@ class DefaultParams(ModelParams):
         lt=1,
         description="lower bound is the target x (1 - this): a request below grows at once",
     )
-    memory_lower_band_fraction: float = Field(
-        0.15,
-        ge=0,
-        lt=1,
-        description="memory's lower bound is its target x (1 - this): memory that runs out "
-        "is a kill, not a slowdown, so it grows sooner than CPU",
-    )
     memory_headroom_fraction: float = Field(
         0.05,
         ge=0,
@@ -229,6 +222,13 @@ class DefaultParams(ModelParams):
         description="a periodic container is an on/off job where, every day, its quietest "
         "hour used at most this share of its busiest",
     )
+    onoff_hold_hours: int = Field(
+        6,
+        ge=1,
+        le=24,
+        description="profile_hold_hours for on/off jobs: a job idle at least this long "
+        "between runs is followed down and up",
+    )
     onoff_cpu_margin_fraction: float = Field(
         0.2, ge=0, description="an on/off job's CPU of an hour: its mean plus this fraction"
     )
@@ -244,7 +244,7 @@ class DefaultParams(ModelParams):
         "the last week plus this fraction (0: off)",
     )
     periodic_upper_band_fraction: float = Field(
-        0.6, ge=0, description="a periodic container's CPU shrinks when this far above target"
+        0.8, ge=0, description="a periodic container's CPU shrinks when this far above target"
     )
     sustained_hours: int = Field(
         2, ge=1, le=24, description="hours a CPU level must hold to count as sustained"
@@ -400,7 +400,7 @@ class ProfiledEstimators(PodEstimators):
             lower_memory=np.where(
                 known_memory,
                 np.maximum(
-                    _scaled(need_memory, 1.0 - p.memory_lower_band_fraction),
+                    _scaled(need_memory, lower),
                     np.minimum(resource_amount_array(needs.memory_floor), target_memory),
                 ),
                 base.lower_memory,
@@ -524,7 +524,7 @@ class _Needs:
             result: FloatArray = grown * memory_margin
             return result
 
-        hold_hours = p.profile_hold_hours
+        hold_hours = np.where(kinds.onoff, p.onoff_hold_hours, p.profile_hold_hours)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             cpu_hold = _ahead(cpu_hours, recent_cpu, hold_hours)
@@ -569,9 +569,10 @@ _NONE: Final = float(2**52)
 """An amount no cap or target reaches: "no quiet known"."""
 
 
-def _ahead(values: FloatArray, recent: FloatArray, count: int) -> FloatArray:
-    """The most of the next `count` hours and the recent past, per row."""
-    result: FloatArray = np.fmax(np.nanmax(values[:, :count], axis=1), recent)
+def _ahead(values: FloatArray, recent: FloatArray, count: int | Int64Array) -> FloatArray:
+    """The most of the next `count` hours (for all rows, or per row) and the recent past."""
+    ahead = np.arange(values.shape[1])[None, :] < np.reshape(count, (-1, 1))
+    result: FloatArray = np.fmax(np.nanmax(np.where(ahead, values, -np.inf), axis=1), recent)
     return result
 
 
@@ -615,7 +616,7 @@ def _build_default(params: DefaultParams) -> PodEstimators:
                 params.cpu_lower_margin_fraction,
             ),
         ),
-        lower_memory=ScaledEstimator(memory, 1.0 - params.memory_lower_band_fraction),
+        lower_memory=ScaledEstimator(memory, 1.0 - params.lower_band_fraction),
         upper_cpu=ConfidenceMultiplierEstimator(
             ScaledEstimator(cpu, 1.0 + params.upper_band_fraction),
             params.young_upper_multiplier,

@@ -87,11 +87,11 @@ def test_steady_usage_gets_a_tight_target_and_an_asymmetric_band() -> None:
     # int(546691264.47) = 546691264; + int(546691264 * 0.05) = 27334563.
     memory = 546691264 + 27334563
     assert recommendation.target.memory_whole_bytes == memory
-    # Bounds: -20% (memory -15%) / +40% of the target, truncated (the CPU lower bound is
-    # also at most p85 + 15%, here above it).
+    # Bounds: -20% / +40% of the target, truncated (the CPU lower bound is also at most
+    # p85 + 15%, here above it).
     assert recommendation.lower_bound.cpu_millicores == int(1016 * 0.8)
     assert recommendation.upper_bound.cpu_millicores == int(1016 * 1.4)
-    assert recommendation.lower_bound.memory_whole_bytes == int(memory * 0.85)
+    assert recommendation.lower_bound.memory_whole_bytes == int(memory * 0.8)
     assert recommendation.upper_bound.memory_whole_bytes == int(memory * 1.4)
     # With half an hour of history the upper bound is widened as the VPA widens its own:
     # x (1 + 1 / days), days = min(29 min of lifespan, 30 samples / 1440 a day).
