@@ -22,11 +22,14 @@ from analytics.store import EstimationInput
 
 __all__ = [
     "ConfidenceMultiplierEstimator",
+    "FloorEstimator",
     "MarginEstimator",
     "PercentileEstimator",
     "PodMinimumEstimator",
     "Resource",
     "ResourceEstimator",
+    "ScaledEstimator",
+    "SmallestEstimator",
     "confidence",
 ]
 
@@ -160,3 +163,63 @@ class PodMinimumEstimator:
     def describe(self) -> str:
         unit = "m" if self.resource is Resource.CPU else " bytes"
         return f"max({self.base.describe()}, {self.pod_minimum}{unit} per pod / containers)"
+
+
+@dataclass(frozen=True)
+class FloorEstimator:
+    """At least a fixed amount per container."""
+
+    base: ResourceEstimator
+    minimum: int
+
+    @property
+    def resource(self) -> Resource:
+        return self.base.resource
+
+    def estimate(self, aggregates: EstimationInput) -> Int64Array:
+        result: Int64Array = np.maximum(self.base.estimate(aggregates), self.minimum)
+        return result
+
+    def describe(self) -> str:
+        unit = "m" if self.resource is Resource.CPU else " bytes"
+        return f"max({self.base.describe()}, {self.minimum}{unit})"
+
+
+@dataclass(frozen=True)
+class ScaledEstimator:
+    """The base estimate times a factor (truncated like every resource amount)."""
+
+    base: ResourceEstimator
+    factor: float
+
+    @property
+    def resource(self) -> Resource:
+        return self.base.resource
+
+    def estimate(self, aggregates: EstimationInput) -> Int64Array:
+        base = self.base.estimate(aggregates)
+        return resource_amount_array(base.astype(np.float64) * self.factor)
+
+    def describe(self) -> str:
+        return f"{self.base.describe()} x {self.factor:g}"
+
+
+@dataclass(frozen=True)
+class SmallestEstimator:
+    """The smaller of two estimators of the same resource, per aggregate."""
+
+    first: ResourceEstimator
+    second: ResourceEstimator
+
+    @property
+    def resource(self) -> Resource:
+        return self.first.resource
+
+    def estimate(self, aggregates: EstimationInput) -> Int64Array:
+        result: Int64Array = np.minimum(
+            self.first.estimate(aggregates), self.second.estimate(aggregates)
+        )
+        return result
+
+    def describe(self) -> str:
+        return f"min({self.first.describe()}, {self.second.describe()})"

@@ -274,12 +274,8 @@ register_strategy(
     )
 )
 
-# The baselines (krr-simple, autopilot) live in their own module, which builds on this one;
-# importing it here makes every strategy known wherever strategies are looked up.
-from analytics.strategies_baselines import register_baselines  # noqa: E402
-
-register_baselines()
-
-from analytics.strategies_default import register_default  # noqa: E402
-
-register_default()
+# The baselines (krr-simple, autopilot) and `default` live in their own modules, which build
+# on this one and register themselves when imported; importing them here makes every strategy
+# known wherever strategies are looked up, whichever module is imported first.
+import analytics.strategies_baselines  # noqa: E402
+import analytics.strategies_default  # noqa: E402, F401

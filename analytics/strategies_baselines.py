@@ -19,7 +19,14 @@ import numpy as np
 from pydantic import Field
 
 from analytics.arrays import Int64Array
-from analytics.estimators import MarginEstimator, PercentileEstimator, Resource, ResourceEstimator
+from analytics.estimators import (
+    FloorEstimator,
+    MarginEstimator,
+    PercentileEstimator,
+    Resource,
+    ResourceEstimator,
+    ScaledEstimator,
+)
 from analytics.go_semantics import resource_amount, resource_amount_array
 from analytics.model_params import ModelParams
 from analytics.store import EstimationInput
@@ -30,10 +37,8 @@ __all__ = [
     "BASELINES",
     "KRR_SIMPLE",
     "AutopilotParams",
-    "FloorEstimator",
     "KrrSimpleParams",
     "LoadAdjustedPercentileEstimator",
-    "ScaledEstimator",
     "register_baselines",
 ]
 
@@ -42,45 +47,6 @@ _MIB: Final = 1024 * 1024
 
 
 # -- estimators ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FloorEstimator:
-    """At least a fixed amount per container."""
-
-    base: ResourceEstimator
-    minimum: int
-
-    @property
-    def resource(self) -> Resource:
-        return self.base.resource
-
-    def estimate(self, aggregates: EstimationInput) -> Int64Array:
-        result: Int64Array = np.maximum(self.base.estimate(aggregates), self.minimum)
-        return result
-
-    def describe(self) -> str:
-        unit = "m" if self.resource is Resource.CPU else " bytes"
-        return f"max({self.base.describe()}, {self.minimum}{unit})"
-
-
-@dataclass(frozen=True)
-class ScaledEstimator:
-    """The base estimate times a factor (truncated like every resource amount)."""
-
-    base: ResourceEstimator
-    factor: float
-
-    @property
-    def resource(self) -> Resource:
-        return self.base.resource
-
-    def estimate(self, aggregates: EstimationInput) -> Int64Array:
-        base = self.base.estimate(aggregates)
-        return resource_amount_array(base.astype(np.float64) * self.factor)
-
-    def describe(self) -> str:
-        return f"{self.base.describe()} x {self.factor:g}"
 
 
 @dataclass(frozen=True)
@@ -262,3 +228,6 @@ def register_baselines() -> None:
     """Add the baselines to the engine's strategy registry (`analytics.strategies`)."""
     for strategy in BASELINES.values():
         register_strategy(strategy)
+
+
+register_baselines()

@@ -29,16 +29,18 @@ from pydantic import Field, model_validator
 from analytics.arrays import BoolArray, FloatArray, Int64Array
 from analytics.estimators import (
     ConfidenceMultiplierEstimator,
+    FloorEstimator,
     MarginEstimator,
     PercentileEstimator,
     Resource,
     ResourceEstimator,
+    ScaledEstimator,
+    SmallestEstimator,
 )
 from analytics.go_semantics import resource_amount, resource_amount_array
 from analytics.model_params import ModelParams
 from analytics.store import EstimationInput
 from analytics.strategies import PodEstimates, PodEstimators, Strategy, register_strategy
-from analytics.strategies_baselines import FloorEstimator, ScaledEstimator
 from analytics.strategy_profile import (
     HourlyProfile,
     ProfileForecast,
@@ -85,27 +87,6 @@ class BurstPercentileEstimator:
             f"p{self.base_percentile * 100:g} of cpu usage + {self.burst_weight:g} x "
             f"(p{self.burst_percentile * 100:g} - p{self.base_percentile * 100:g})"
         )
-
-
-@dataclass(frozen=True)
-class SmallestEstimator:
-    """The smaller of two estimators of the same resource, per aggregate."""
-
-    first: ResourceEstimator
-    second: ResourceEstimator
-
-    @property
-    def resource(self) -> Resource:
-        return self.first.resource
-
-    def estimate(self, aggregates: EstimationInput) -> Int64Array:
-        result: Int64Array = np.minimum(
-            self.first.estimate(aggregates), self.second.estimate(aggregates)
-        )
-        return result
-
-    def describe(self) -> str:
-        return f"min({self.first.describe()}, {self.second.describe()})"
 
 
 def _fraction(default: float, description: str) -> float:
@@ -516,8 +497,11 @@ class _Needs:
             sustained_cpu,
         )
         # Memory that has been growing (a leak) is a kill when the request lags it: what
-        # the recent past needs includes the growth over the hours covered.
-        growth = np.nan_to_num(np.maximum(forecast.memory_trend, 0.0), nan=0.0)
+        # the recent past needs includes the growth over the hours covered (a periodic row's
+        # climbs are in its forecast already).
+        growth = np.where(
+            kinds.periodic, 0.0, np.nan_to_num(np.maximum(forecast.memory_trend, 0.0), nan=0.0)
+        )
 
         def recent_memory(hours: int) -> FloatArray:
             grown = forecast.recent_memory_peak + growth * hours
@@ -647,3 +631,6 @@ DEFAULT: Final = Strategy(
 def register_default() -> None:
     """Add `default` to the engine's strategy registry (`analytics.strategies`)."""
     register_strategy(DEFAULT)
+
+
+register_default()

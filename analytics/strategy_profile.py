@@ -372,10 +372,14 @@ def daily_depth(means: FloatArray) -> FloatArray:
 
 def _slope(recent: FloatArray) -> FloatArray:
     """Growth per hour of rows of hourly values (the last hour first): the median of the
-    hour-to-hour differences, so that a leak's steady climb counts and a single step (a job
-    starting) does not."""
+    hour-to-hour differences where at least three in four of them grew, 0 elsewhere; a leak's
+    steady climb counts, a single step (a job starting) or a sawtooth (jobs coming and going)
+    does not."""
     steps = recent[:, :-1] - recent[:, 1:]
-    result: FloatArray = np.median(steps, axis=1) if steps.shape[1] else recent[:, 0] * 0.0
+    if not steps.shape[1]:
+        return np.zeros(recent.shape[0])
+    climbing = np.mean(steps >= 0, axis=1) >= 0.75
+    result: FloatArray = np.where(climbing, np.median(steps, axis=1), 0.0)
     return result
 
 
