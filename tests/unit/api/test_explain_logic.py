@@ -15,7 +15,6 @@ from analytics.quantity import parse_cpu_millicores, parse_memory_bytes
 from analytics.snapshot import AggregateSnapshot, export_workload, import_workload
 from analytics.store import AggregateStore
 from analytics.strategies import STRATEGIES, build_estimators
-from analytics.strategies_default import register_default
 from analytics.usage import prepare_samples
 from recommender.inspection.explain import ExplainError, explain_container
 from recommender.vpa.capping import apply_policy
@@ -221,48 +220,42 @@ def test_every_strategy_is_explained_down_to_the_engine_s_numbers(strategy: str)
 def test_default_with_its_hourly_profile_ends_at_what_the_engine_writes() -> None:
     """`default` reads an hourly profile beside the histograms: the explanation loads the
     profile from the saved state and shows the step it took, ending at the engine's amounts."""
-    before = dict(STRATEGIES)
-    register_default()
-    try:
-        trace = mixed_trace(3, days=3)
-        params, estimators = build_estimators("default")
-        store = store_for(params.model_fields_only(), estimators)
-        assert store.profile is not None
-        ingest_samples(store, prepare_samples(trace))
-        end = trace["timestamp"].max()
-        assert isinstance(end, dt.datetime)
-        end = end.replace(tzinfo=dt.UTC)
-        snapshots = export_workload(store, "prod", "shop", "api")
-        explanation = explain_container(
-            cluster="prod",
-            vpa=_vpa(),
-            container="app",
-            aggregates=snapshots,
-            as_of=end,
-            strategy="default",
-        )
-        now_ns = int(end.timestamp()) * 10**9 + end.microsecond * 1000
-        engine = recommend_rows(store, store.all_rows(), estimators, now_ns)
-        entry = next(r for r in engine.recommendations if r.container_name == "app")
-        without = recommend_rows(
-            store, store.all_rows(), build_estimators("default", {"profile": False})[1], now_ns
-        )
-        flat = next(r for r in without.recommendations if r.container_name == "app")
-        assert entry.target != flat.target  # three days of profile moved something
-        cpu, memory = explanation.resources
-        assert cpu.target.uncapped == entry.target.cpu_millicores
-        assert cpu.lower_bound.uncapped == entry.lower_bound.cpu_millicores
-        assert cpu.upper_bound.uncapped == entry.upper_bound.cpu_millicores
-        assert memory.target.uncapped == entry.target.memory_whole_bytes
-        moved = [
-            b
-            for b in (cpu.target, cpu.lower_bound, cpu.upper_bound, memory.target)
-            if b.steps[-1].kind == "profile"
-        ]
-        assert moved
-        for bound in moved:
-            assert bound.steps[-1].value == bound.uncapped
-            assert "hourly profile" in bound.steps[-1].description
-    finally:
-        STRATEGIES.clear()
-        STRATEGIES.update(before)
+    trace = mixed_trace(3, days=3)
+    params, estimators = build_estimators("default")
+    store = store_for(params.model_fields_only(), estimators)
+    assert store.profile is not None
+    ingest_samples(store, prepare_samples(trace))
+    end = trace["timestamp"].max()
+    assert isinstance(end, dt.datetime)
+    end = end.replace(tzinfo=dt.UTC)
+    snapshots = export_workload(store, "prod", "shop", "api")
+    explanation = explain_container(
+        cluster="prod",
+        vpa=_vpa(),
+        container="app",
+        aggregates=snapshots,
+        as_of=end,
+        strategy="default",
+    )
+    now_ns = int(end.timestamp()) * 10**9 + end.microsecond * 1000
+    engine = recommend_rows(store, store.all_rows(), estimators, now_ns)
+    entry = next(r for r in engine.recommendations if r.container_name == "app")
+    without = recommend_rows(
+        store, store.all_rows(), build_estimators("default", {"profile": False})[1], now_ns
+    )
+    flat = next(r for r in without.recommendations if r.container_name == "app")
+    assert entry.target != flat.target  # three days of profile moved something
+    cpu, memory = explanation.resources
+    assert cpu.target.uncapped == entry.target.cpu_millicores
+    assert cpu.lower_bound.uncapped == entry.lower_bound.cpu_millicores
+    assert cpu.upper_bound.uncapped == entry.upper_bound.cpu_millicores
+    assert memory.target.uncapped == entry.target.memory_whole_bytes
+    moved = [
+        b
+        for b in (cpu.target, cpu.lower_bound, cpu.upper_bound, memory.target)
+        if b.steps[-1].kind == "profile"
+    ]
+    assert moved
+    for bound in moved:
+        assert bound.steps[-1].value == bound.uncapped
+        assert "hourly profile" in bound.steps[-1].description

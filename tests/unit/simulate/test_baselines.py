@@ -28,7 +28,6 @@ from analytics.strategies_baselines import BASELINES
 from analytics.trace import recommend_trace
 
 MIB = 1024 * 1024
-pytestmark = pytest.mark.usefixtures("baselines_registered")
 START = dt.datetime(2024, 3, 1, 10, 0)
 
 

@@ -5,7 +5,6 @@ request, a step up taken at once, a step down shrunk in one resize, and a quiet 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -13,22 +12,11 @@ import pytest
 
 from analytics.arrays import FloatArray
 from analytics.simulate.replay import SimulationResult, simulate
-from analytics.strategies import STRATEGIES
-from analytics.strategies_default import register_default
 from analytics.strategy_profile import HOUR_NS, HourlyProfile, daily_consistency, daily_depth
 
 MIB = 1024 * 1024
 DAY = 1440
 START = dt.datetime(2024, 1, 1)  # a Monday
-
-
-@pytest.fixture(autouse=True)
-def default_registered() -> Iterator[None]:
-    before = dict(STRATEGIES)
-    register_default()
-    yield
-    STRATEGIES.clear()
-    STRATEGIES.update(before)
 
 
 def frame(cpu: FloatArray, memory: FloatArray, cpu_request: float) -> pl.DataFrame:

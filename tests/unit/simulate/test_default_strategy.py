@@ -8,29 +8,18 @@ bucket 26, ending at 546691264.47 bytes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import polars as pl
 import pytest
 
 from analytics.recommendation import ContainerRecommendation
 from analytics.simulate.replay import known_strategies, simulate, strategy_named
-from analytics.strategies import STRATEGIES, ParameterError, get_strategy
-from analytics.strategies_default import DEFAULT, register_default
+from analytics.strategies import ParameterError, get_strategy
+from analytics.strategies_default import DEFAULT
 from analytics.trace import recommend_trace
 
 MIB = 1024 * 1024
 START = dt.datetime(2024, 3, 1, 10, 0)
-
-
-@pytest.fixture(autouse=True)
-def default_registered() -> Iterator[None]:
-    """`default` in the engine's registry for one test, which is then put back."""
-    before = dict(STRATEGIES)
-    register_default()
-    yield
-    STRATEGIES.clear()
-    STRATEGIES.update(before)
 
 
 def trace(samples: list[tuple[int, float, float]]) -> pl.DataFrame:
