@@ -115,7 +115,7 @@ class DefaultParams(ModelParams):
     )
     cpu_margin_fraction: float = Field(0.0, ge=0, description="fraction added to CPU")
     memory_percentile: float = _fraction(0.98, "percentile of the memory peaks (0..1)")
-    memory_margin_fraction: float = Field(0.05, ge=0, description="fraction added to memory")
+    memory_margin_fraction: float = Field(0.08, ge=0, description="fraction added to memory")
     oom_bump_up_ratio: float = Field(
         2.0, ge=1, description="memory after an OOM kill is at least this times the memory used"
     )
@@ -148,6 +148,14 @@ class DefaultParams(ModelParams):
         description="upper bound is the target x (1 + this): a request above shrinks",
     )
 
+    settled_days: float = Field(
+        5.0, ge=0, description="days of history after which settled_upper_band_fraction applies"
+    )
+    settled_upper_band_fraction: float = Field(
+        0.3,
+        ge=0,
+        description="upper_band_fraction once a container has settled_days of history",
+    )
     young_upper_multiplier: float = Field(
         1.0,
         ge=0,
@@ -360,7 +368,11 @@ class ProfiledEstimators(PodEstimators):
         known_cpu |= quiet > 0
 
         lower = 1.0 - p.lower_band_fraction
-        upper = 1.0 + p.upper_band_fraction
+        # A week of history makes the estimates steady: a request still far above them then
+        # is over-provisioned for good, and one resize removes it for the weeks to come.
+        upper = 1.0 + np.where(
+            forecast.days >= p.settled_days, p.settled_upper_band_fraction, p.upper_band_fraction
+        )
         # Growing needs the request below a level held most of the time, not below a high
         # percentile a burst has just moved (periodic rows grow for their next hour).
         cpu_lower_ceiling = MarginEstimator(

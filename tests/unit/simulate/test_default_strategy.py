@@ -73,8 +73,8 @@ def test_steady_usage_gets_a_tight_target_and_an_asymmetric_band() -> None:
     recommendation = recommend(frame, young_upper_multiplier=0)
     # p90 = p99: no spread, no CPU margin.
     assert recommendation.target.cpu_millicores == 1016
-    # int(546691264.47) = 546691264; + int(546691264 * 0.05) = 27334563.
-    memory = 546691264 + 27334563
+    # int(546691264.47) = 546691264; + int(546691264 * 0.08) = 43735301.
+    memory = 546691264 + 43735301
     assert recommendation.target.memory_whole_bytes == memory
     # Bounds: -20% / +40% of the target, truncated (the CPU lower bound is also at most
     # p85 + 15%, here above it).
