@@ -16,6 +16,7 @@ which last many minutes. An address Ray finds by itself (`auto`) is not checked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -50,6 +51,8 @@ RAY_ENV: Final = {
 
 LOOPBACK: Final = "127.0.0.1"
 _RETRY_S: Final = 0.5
+_CLIENT_ATTEMPTS: Final = 3
+_SERVER_START_FAILED: Final = "Starting Ray client server failed"
 
 
 def apply_ray_env() -> None:
@@ -166,15 +169,26 @@ def _check_port_free(port: int) -> None:
 
 
 def _connect(ray: Any, address: str, namespace: str) -> RayRuntime:
-    try:
-        context = ray.init(
-            address=address,
-            namespace=namespace,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-    except Exception as error:
-        raise RayStartError(f"could not connect to Ray at {address}: {error}") from error
+    attempt = 1
+    while True:
+        try:
+            context = ray.init(
+                address=address,
+                namespace=namespace,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+            break
+        except Exception as error:
+            # Ray Client's proxy starts one server process per driver, forking from a
+            # threaded process; now and then that process dies at birth and the proxy says so.
+            # A new connection gets a new one.
+            if _SERVER_START_FAILED not in str(error) or attempt >= _CLIENT_ATTEMPTS:
+                raise RayStartError(f"could not connect to Ray at {address}: {error}") from error
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            attempt += 1
+            time.sleep(_RETRY_S)
     gcs = getattr(context, "address_info", {}).get("gcs_address") or address
     return RayRuntime(address=str(gcs), dashboard_url=_dashboard_url(context), embedded=False)
 
