@@ -63,9 +63,8 @@ class ProfileForecast:
     `recent_hours` hours (NaN with none); `sustained_cpu_mean`, shape (n,), the lowest hourly
     CPU mean of the last `sustained_hours` hours (a level held throughout, which a short burst
     is not; NaN unless all are held). `quiet_cpu_mean`, `quiet_cpu_peak`: shape
-    (n, quiet_hours), the last `quiet_hours` hours; `quiet_memory_peak`, shape (n,), their
-    memory peak and `memory_trend` the median hour-to-hour growth of their memory peaks,
-    bytes per hour; NaN unless all of those hours are held.
+    (n, quiet_hours), the last `quiet_hours` hours; `memory_trend`, shape (n,), the growth
+    per hour of their memory peaks (`_slope`); NaN unless all of those hours are held.
     `week_cpu_mean`, `week_cpu_peak`, `week_memory_peak`: shape (n, hours), the same hours
     one week earlier (and their `spread` neighbours), NaN where the ring does not hold them.
     `days`: shape (n,), how many whole days of history
@@ -81,7 +80,6 @@ class ProfileForecast:
     sustained_cpu_mean: FloatArray
     quiet_cpu_mean: FloatArray
     quiet_cpu_peak: FloatArray
-    quiet_memory_peak: FloatArray
     memory_trend: FloatArray
     week_cpu_mean: FloatArray
     week_cpu_peak: FloatArray
@@ -302,7 +300,6 @@ class HourlyProfile:
             ),
             quiet_cpu_mean=np.where(q_whole[:, None], q_mean, np.nan),
             quiet_cpu_peak=np.where(q_whole[:, None], q_cpu, np.nan),
-            quiet_memory_peak=np.where(q_whole, _nanmax(q_memory, (1,)), np.nan),
             memory_trend=np.where(q_whole, _slope(q_memory), np.nan),
             week_cpu_mean=_nanmax(week_mean, (2,)),
             week_cpu_peak=_nanmax(week_peak, (2,)),
