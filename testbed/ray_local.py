@@ -64,6 +64,8 @@ class LocalRay:
     address: str
     dashboard_url: str
     temp_dir: Path
+    client_address: str = ""
+    """`ray://host:port` where the head serves Ray Client ("" when it does not)."""
 
 
 def short_temp_dir() -> Path:
@@ -101,39 +103,58 @@ def init_local_ray(
     )
 
 
-def start_ray_head(*, num_cpus: int = 2, object_store_bytes: int = 256 * 1024**2) -> LocalRay:
-    """A detached local Ray head (`ray start --head`) for `testbed up`, with its dashboard."""
-
+def start_ray_head(
+    *,
+    num_cpus: int = 2,
+    object_store_bytes: int = 256 * 1024**2,
+    dashboard: bool = True,
+    ray_client: bool = False,
+) -> LocalRay:
+    """A detached local Ray head (`ray start --head`): for `testbed up` with its dashboard,
+    or serving Ray Client on a port of its own as the chart's RayCluster does."""
     temp_dir = short_temp_dir()
-    port, dashboard_port = free_port(), free_port()
-    ray_cli = Path(sys.executable).with_name("ray")
-    result = subprocess.run(
-        [
-            str(ray_cli),
-            "start",
-            "--head",
-            f"--port={port}",
-            "--node-ip-address=127.0.0.1",
-            f"--num-cpus={num_cpus}",
-            f"--object-store-memory={object_store_bytes}",
+    port = free_port()
+    args = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        f"--object-store-memory={object_store_bytes}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+    dashboard_url = client_address = ""
+    if dashboard:
+        dashboard_port = free_port()
+        args += [
             "--include-dashboard=true",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
-            f"--temp-dir={temp_dir}",
-            "--disable-usage-stats",
-        ],
+        ]
+        dashboard_url = f"http://127.0.0.1:{dashboard_port}"
+    else:
+        args.append("--include-dashboard=false")
+    if ray_client:
+        client_port = free_port()
+        args.append(f"--ray-client-server-port={client_port}")
+        client_address = f"ray://127.0.0.1:{client_port}"
+    result = subprocess.run(
+        args,
         env={**os.environ, **RAY_ENV},
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=180,
     )
     if result.returncode != 0:
         raise TestbedError(f"ray start --head failed:\n{result.stdout}\n{result.stderr}")
     return LocalRay(
         address=f"127.0.0.1:{port}",
-        dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+        dashboard_url=dashboard_url,
         temp_dir=temp_dir,
+        client_address=client_address,
     )
 
 

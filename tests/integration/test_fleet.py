@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import signal
 import socket
 import subprocess
@@ -41,7 +40,7 @@ from recommender.settings import load_settings
 from testbed.cluster import ControlPlane, start_control_plane
 from testbed.demo import DEMO, Demo, start_demo, vpa_manifest, workload_manifest
 from testbed.process import free_port
-from testbed.ray_local import RAY_ENV, LocalRay, ray_pids, short_temp_dir, stop_ray_head
+from testbed.ray_local import LocalRay, ray_pids, start_ray_head, stop_ray_head
 from tests.integration.kube_helpers import (
     eventually,
     inline_kubeconfig,
@@ -386,35 +385,12 @@ def test_the_coordinator_status_has_every_shard_with_its_last_tick(fleet: Fleet)
 def ray_head() -> Iterator[tuple[str, str]]:
     """A separate Ray head (`ray start --head`) serving Ray Client on a port of its own, as
     the chart's RayCluster does: (client address, GCS address)."""
-    temp_dir = short_temp_dir()
-    port, client_port = free_port(), free_port()
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
-            "--head",
-            f"--port={port}",
-            f"--ray-client-server-port={client_port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=2",
-            f"--object-store-memory={128 * 1024**2}",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-            "--disable-usage-stats",
-        ],
-        env={**os.environ, **RAY_ENV},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    gcs = f"127.0.0.1:{port}"
-    pids = ray_pids(temp_dir, gcs)
+    head = start_ray_head(object_store_bytes=128 * 1024**2, dashboard=False, ray_client=True)
+    pids = ray_pids(head.temp_dir, head.address)
     try:
-        assert result.returncode == 0, result.stderr[-2000:]
-        yield f"ray://127.0.0.1:{client_port}", gcs
+        yield head.client_address, head.address
     finally:
-        stop_ray_head(temp_dir, gcs, [*pids, *ray_pids(temp_dir, gcs)])
+        stop_ray_head(head.temp_dir, head.address, [*pids, *ray_pids(head.temp_dir, head.address)])
 
 
 def test_the_driver_runs_the_fleet_on_a_ray_cluster_through_ray_client(
