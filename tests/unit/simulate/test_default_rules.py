@@ -186,3 +186,64 @@ def test_a_leak_grows_the_request_before_it_is_killed() -> None:
     assert result.timeline.memory_request_bytes[-1, 0] >= memory[-60:].max()
     unguarded = simulate(trace, "default", {"memory_headroom_fraction": 0})
     assert unguarded.total.oom_kills > 0
+
+
+def test_a_step_down_is_not_grown_back_for_the_days_before_it() -> None:
+    """Once shrunk after a step down, the request stays down: the same hours of the days
+    before the step are no reason to grow a container that has no daily cycle."""
+    n = 10 * DAY
+    cpu = np.where(np.arange(n) < 5 * DAY, 0.13, 0.05) * noise(n, 12, 0.25)
+    result = simulate(frame(cpu, 300 * MIB * noise(n, 13, 0.01), 1.0), "default")
+    requests = cpu_requests(result)
+    step = 5 * 24
+    assert max(requests[step + 12 :]) < 0.6 * requests[step - 1]
+    assert changes(requests, step, len(requests) - 1) == 1
+
+
+def on_off(period_h: int, run_minutes: int, days: int) -> pl.DataFrame:
+    """A job running `run_minutes` every `period_h` hours from half past the hour: 2 cores
+    and 2 GiB while it runs (memory climbing over its first fifth), 20m and 150 MiB between
+    runs; requested at 3 cores and 3 GiB."""
+    n = days * DAY
+    phase = ((np.arange(n) - 30) % (period_h * 60)) / run_minutes
+    running = phase < 1.0
+    cpu = np.where(running, 2.0, 0.02) * noise(n, period_h)
+    climb = 150.0 + (2048.0 - 150.0) * np.clip(phase / 0.2, 0.0, 1.0)
+    memory = np.where(running, climb, 150.0) * MIB * noise(n, period_h + 1, 0.01)
+    return frame(cpu, memory, 3.0).with_columns(
+        memory_request=pl.lit(3072.0 * MIB), memory_limit=pl.lit(3072.0 * MIB)
+    )
+
+
+def test_an_on_off_job_is_followed_down_and_up_only_with_both_resources() -> None:
+    """A daily job idle 20 hours is followed: each day one resize down (both resources) and
+    one up before the run. A job every 12 hours idle 7.5 is not worth its four resizes a day:
+    neither resource follows it, instead of memory alone for half the saving."""
+    daily = simulate(on_off(24, 240, 8), "default")
+    cpu = daily.timeline.cpu_request_millicores[:, 0]
+    memory = daily.timeline.memory_request_bytes[:, 0]
+    assert cpu[2 * 24 :].min() < 500 and memory[2 * 24 :].min() < 1024 * MIB
+    moved_cpu = np.diff(cpu[2 * 24 :]) != 0
+    moved_memory = np.diff(memory[2 * 24 :]) != 0
+    assert moved_cpu.sum() >= 8
+    assert np.array_equal(moved_cpu, moved_memory)
+    assert daily.total.oom_kills == 0
+
+    twice = simulate(on_off(12, 270, 8), "default")
+    requests = cpu_requests(twice)
+    assert changes(requests, 2 * 24, len(requests) - 1) <= 1
+    assert twice.total.resizes <= 3
+    assert twice.total.oom_kills == 0
+
+
+def test_a_flat_heap_is_shrunk_once_it_has_settled() -> None:
+    """A heap flat at 750 MiB under a 1 GiB request: about 30 % above the need, inside the
+    first days' band (+40 %), shrunk once five days are known (+20 %)."""
+    n = 8 * DAY
+    memory = 750 * MIB * noise(n, 14, 0.002)
+    result = simulate(frame(0.2 * noise(n, 15), memory, 0.3), "default")
+    requested = result.timeline.memory_request_bytes[:, 0]
+    assert requested[4 * 24] == 1024 * MIB
+    assert requested[-1] < 0.95 * 1024 * MIB
+    assert requested[-1] > memory.max()
+    assert result.total.oom_kills == 0
