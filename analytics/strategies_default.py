@@ -162,6 +162,12 @@ class DefaultParams(ModelParams):
         description="upper_band_fraction of memory once a container has settled_days of "
         "history: a steady heap held 30 % above its need for weeks costs more than one resize",
     )
+    min_shrink_millicores: float = Field(
+        25, ge=0, description="a request shrinks only to save at least this much CPU, millicores"
+    )
+    min_shrink_mib: float = Field(
+        32, ge=0, description="a request shrinks only to save at least this much memory, MiB"
+    )
     young_upper_multiplier: float = Field(
         1.0,
         ge=0,
@@ -189,13 +195,14 @@ class DefaultParams(ModelParams):
         10,
         ge=1,
         le=24,
-        description="hours ahead the target covers; a request shrinks only when all are low",
+        description="hours ahead the target covers for a container without a daily cycle (a "
+        "periodic one covers the next 24); a request shrinks only when all are low",
     )
     profile_recent_hours: int = Field(
         1, ge=0, le=24, description="last hours whose usage the target always covers"
     )
     profile_cpu_peak_weight: float = _fraction(
-        0.8, "CPU of an hour: its mean plus this share of its peak above the mean (0..1)"
+        0.5, "CPU of an hour: its mean plus this share of its peak above the mean (0..1)"
     )
     profile_cpu_margin_fraction: float = Field(
         0.2, ge=0, description="fraction added to the profile's CPU"
@@ -239,7 +246,7 @@ class DefaultParams(ModelParams):
         "the last week plus this fraction (0: off)",
     )
     periodic_upper_band_fraction: float = Field(
-        0.8, ge=0, description="a periodic container's CPU shrinks when this far above target"
+        0.5, ge=0, description="a periodic container's CPU shrinks when this far above target"
     )
     sustained_hours: int = Field(
         2, ge=1, le=24, description="hours a CPU level must hold to count as sustained"
@@ -398,8 +405,16 @@ class ProfiledEstimators(PodEstimators):
             _scaled(need_cpu, lower),
             np.minimum(np.minimum(_scaled(need_cpu, lower), cpu_lower_ceiling), recent_floor),
         )
-        upper_cpu = _scaled(
-            target_cpu, np.where(kinds.periodic, 1.0 + p.periodic_upper_band_fraction, upper)
+        upper_cpu = np.maximum(
+            _scaled(
+                target_cpu, np.where(kinds.periodic, 1.0 + p.periodic_upper_band_fraction, upper)
+            ),
+            target_cpu + resource_amount(p.min_shrink_millicores),
+        )
+        # A resize that gives back a few MiB or millicores is not worth making.
+        upper_memory = np.maximum(
+            _scaled(target_memory, memory_upper),
+            target_memory + resource_amount(p.min_shrink_mib * _MIB),
         )
         return PodEstimates(
             target_cpu=target_cpu,
@@ -414,9 +429,7 @@ class ProfiledEstimators(PodEstimators):
                 base.lower_memory,
             ),
             upper_cpu=np.where(known_cpu, upper_cpu, base.upper_cpu),
-            upper_memory=np.where(
-                known_memory, _scaled(target_memory, memory_upper), base.upper_memory
-            ),
+            upper_memory=np.where(known_memory, upper_memory, base.upper_memory),
         )
 
     def _quiet_cpu(self, kinds: _Kinds, target_cpu: Int64Array, needed: FloatArray) -> Int64Array:
@@ -532,7 +545,11 @@ class _Needs:
             result: FloatArray = grown * memory_margin
             return result
 
-        hold_hours = np.where(kinds.onoff, p.onoff_hold_hours, p.profile_hold_hours)
+        # A daily cycle is followed within the day only by its on/off jobs: the others hold
+        # the whole next day (a day's swing is not worth two resizes; a weekend's is).
+        hold_hours = np.where(
+            kinds.onoff, p.onoff_hold_hours, np.where(kinds.periodic, 24, p.profile_hold_hours)
+        )
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             cpu_hold = _ahead(cpu_hours, recent_cpu, hold_hours)
@@ -544,11 +561,7 @@ class _Needs:
             # both hold the run's level: two resizes for half the saving are not worth it.
             idle = (cpu_hold <= 0.5 * cpu_day) & (memory_hold <= 0.5 * memory_day)
             cpu_hold = np.where(kinds.onoff & ~idle, cpu_day, cpu_hold)
-            # A daily memory cycle is shallow next to an on/off job's: its target covers the
-            # whole day, so a CPU resize in the evening does not take the memory of tomorrow.
-            memory_hold = np.where(
-                (kinds.periodic & ~kinds.onoff) | (kinds.onoff & ~idle), memory_day, memory_hold
-            )
+            memory_hold = np.where(kinds.onoff & ~idle, memory_day, memory_hold)
             memory_need = _ahead(
                 memory_hours, recent_memory(p.profile_need_hours), p.profile_need_hours
             )

@@ -339,9 +339,10 @@ class HourlyProfile:
 
 def daily_consistency(means: FloatArray) -> FloatArray:
     """How well each day's hourly CPU repeats the day before, from `daily_cpu_means`: the
-    mean Pearson correlation of consecutive whole days (NaN with fewer than two). Near 1 for
-    a daily (or 4, 6, 12-hour) cycle, near 0 for noise and random bursts, whose hours do not
-    predict the same hours tomorrow."""
+    median Pearson correlation of consecutive whole days (NaN with fewer than two). Near 1
+    for a daily (or 4, 6, 12-hour) cycle, near 0 for noise and random bursts, whose hours do
+    not predict the same hours tomorrow. The median, so that the pairs a weekend breaks do
+    not turn a weekly service aperiodic for its weekend."""
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         centred = means - np.nanmean(means, axis=2, keepdims=True)
@@ -351,7 +352,7 @@ def daily_consistency(means: FloatArray) -> FloatArray:
         )
         complete: BoolArray = np.asarray(~np.isnan(means).any(axis=2))
         pair = np.where(complete[:, :-1] & complete[:, 1:], pair, np.nan)
-        result: FloatArray = np.nanmean(pair, axis=1)
+        result: FloatArray = np.nanmedian(pair, axis=1)
     return result
 
 

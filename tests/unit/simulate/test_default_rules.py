@@ -168,6 +168,8 @@ def test_a_quiet_weekend_is_followed_once_a_week_is_known() -> None:
     assert second_weekend.max() < 0.6 * weekdays.min()
     assert requests[14 * 24 - 1] >= weekdays.min()  # up the hour before Monday
     assert first_weekend.min() > second_weekend.max()
+    # Down once for the weekend and up once for Monday, not along the weekend's own cycle.
+    assert changes(cpu_requests(result), 12 * 24, 14 * 24 - 1) <= 2
     assert result.total.oom_kills == 0
 
 
@@ -247,3 +249,17 @@ def test_a_flat_heap_is_shrunk_once_it_has_settled() -> None:
     assert requested[-1] < 0.95 * 1024 * MIB
     assert requested[-1] > memory.max()
     assert result.total.oom_kills == 0
+
+
+def test_a_resize_that_gives_back_little_is_not_made() -> None:
+    """A sidecar using 30 MiB under a 64 MiB request: shrinking would give back less than
+    `min_shrink_mib` (32), so the request stays; with no minimum it shrinks."""
+    n = 7 * DAY
+    trace = frame(0.05 * noise(n, 16), 30 * MIB * noise(n, 17, 0.01), 0.06).with_columns(
+        memory_request=pl.lit(64.0 * MIB), memory_limit=pl.lit(128.0 * MIB)
+    )
+    kept = simulate(trace, "default")
+    assert kept.total.resizes == 0
+    shrunk = simulate(trace, "default", {"min_shrink_mib": 0, "min_shrink_millicores": 0})
+    assert shrunk.total.resizes >= 1
+    assert shrunk.timeline.memory_request_bytes[-1, 0] < 64 * MIB
