@@ -136,6 +136,13 @@ class DefaultParams(ModelParams):
         lt=1,
         description="lower bound is the target x (1 - this): a request below grows at once",
     )
+    memory_lower_band_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="memory grows at once when below what the next hour needs x (1 - this): "
+        "with the limit at the request, a request lagging a climb is a kill",
+    )
     memory_headroom_fraction: float = Field(
         0.05,
         ge=0,
@@ -423,7 +430,7 @@ class ProfiledEstimators(PodEstimators):
             lower_memory=np.where(
                 known_memory,
                 np.maximum(
-                    _scaled(need_memory, lower),
+                    _scaled(need_memory, 1.0 - p.memory_lower_band_fraction),
                     np.minimum(resource_amount_array(needs.memory_floor), target_memory),
                 ),
                 base.lower_memory,

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from analytics.arrays import FloatArray
+from analytics.simulate.families import generate
 from analytics.simulate.replay import SimulationResult, simulate
 from analytics.strategy_profile import HOUR_NS, HourlyProfile, daily_consistency, daily_depth
 
@@ -263,3 +264,14 @@ def test_a_resize_that_gives_back_little_is_not_made() -> None:
     shrunk = simulate(trace, "default", {"min_shrink_mib": 0, "min_shrink_millicores": 0})
     assert shrunk.total.resizes >= 1
     assert shrunk.timeline.memory_request_bytes[-1, 0] < 64 * MIB
+
+
+def test_memory_grows_before_the_hour_that_needs_it() -> None:
+    """A generated weekly service (seed 5005) whose request a CPU resize on its second night
+    set below the next afternoon's memory, with the limit at the request: a lower band of
+    20 % let the request sit under the coming peak and took 12 OOM kills; at 10 % it grows
+    the hour before."""
+    trace = generate(["weekly"], [5005], days=14)
+    assert simulate(trace, "default").total.oom_kills == 0
+    loose = simulate(trace, "default", {"memory_lower_band_fraction": 0.2})
+    assert loose.total.oom_kills > 0
