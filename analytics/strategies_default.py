@@ -12,8 +12,10 @@ hourly profile is kept:
 
 `ProfiledEstimators.estimate_with_profile` also reads an `HourlyProfile`
 (`analytics.strategy_profile`): after a day, the request covers the same hours of the past
-week: it grows for the next hour and shrinks only when the next `profile_hold_hours` are all
-low, so a daily job costs two resizes a day. Design, parameters and results in docs/simulate.md.
+week: it grows for the next hour and shrinks only when the hours it holds are all low (the
+next `profile_hold_hours`, a whole day for a daily cycle, `onoff_hold_hours` for a job), so a
+job idle long enough costs two resizes a run and a daily cycle one flat request. Design,
+parameters and results in docs/simulate.md.
 """
 
 from __future__ import annotations
@@ -678,9 +680,9 @@ def _build_default(params: DefaultParams) -> PodEstimators:
 DEFAULT: Final = Strategy(
     name="default",
     description="this project's default: after a day, requests follow the hourly profile of "
-    "the same hours of the past week (grow for the next hour, shrink only when the next 10 "
-    "are low); before, CPU p90 + 5% of the p90-p99 spread, memory p98 of hourly peaks + 8%; "
-    "bounds -20%/+40%",
+    "the same hours of the past week (grow for the next hour, shrink only when the next 10, "
+    "or a daily cycle's next 24, are low; jobs idle 6 hours are followed); before, CPU p90 + "
+    "5% of the p90-p99 spread, memory p98 of hourly peaks + 8%; bounds -20%/+40%",
     params_model=DefaultParams,
     build=_build_default,
 )
