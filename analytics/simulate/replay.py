@@ -141,6 +141,25 @@ class Metrics:
             values[key] = value if isinstance(value, int) else round(float(value), 6)
         return values
 
+    def versus(self, reference: Metrics) -> dict[str, float | int | None]:
+        """These metrics against `reference`'s (another strategy's over the same trace):
+        relative changes of slack and shortage (-0.25 is a quarter less; None where the
+        reference has none), the difference in OOM kills, and the ratio of resizes (None
+        where the reference made none)."""
+        return {
+            "cpu_slack_change": _change(self.cpu_slack_core_hours, reference.cpu_slack_core_hours),
+            "memory_slack_change": _change(
+                self.memory_slack_gib_hours, reference.memory_slack_gib_hours
+            ),
+            "cpu_shortage_change": _change(
+                self.cpu_shortage_core_hours, reference.cpu_shortage_core_hours
+            ),
+            "oom_kills_difference": self.oom_kills - reference.oom_kills,
+            "resizes_ratio": (
+                round(self.resizes / reference.resizes, 6) if reference.resizes else None
+            ),
+        }
+
     @classmethod
     def sum(cls, parts: Sequence[Metrics]) -> Metrics:
         """The metrics of all parts together."""
@@ -157,6 +176,10 @@ class Metrics:
 
 def _ratio(part: float, whole: float) -> float:
     return part / whole if whole > 0 else 0.0
+
+
+def _change(value: float, reference: float) -> float | None:
+    return round(value / reference - 1.0, 6) if reference > 0 else None
 
 
 @dataclass(frozen=True)

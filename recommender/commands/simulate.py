@@ -82,6 +82,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="rows of the table and CSV: one per strategy, or per namespace or workload too",
     )
     parser.add_argument(
+        "--against",
+        metavar="NAME",
+        help="also compare every other strategy's totals with this one's (for example vpa): "
+        "slack and shortage change, OOM kills difference, resizes ratio; in JSON a `versus` "
+        "object per strategy",
+    )
+    parser.add_argument(
         "--interval", default="1h", help="how often recommendations are recomputed (default 1h)"
     )
     parser.add_argument(
@@ -320,6 +327,10 @@ def _replay(args: argparse.Namespace) -> int:
     strategies = _names(args.strategy) or known_strategies()
     for name in strategies:
         strategy_named(name)
+    if args.against is not None and args.against not in strategies:
+        raise ValueError(
+            f"--against {args.against}: not among the strategies replayed ({', '.join(strategies)})"
+        )
     specs = _strategy_params(strategies, args.param)
     for name, params in specs:  # bad parameters fail before a long trace is read
         strategy_named(name).parse_params(params)
@@ -337,12 +348,23 @@ def _replay(args: argparse.Namespace) -> int:
     results = simulate_many(
         trace, specs, interval_s=interval_s, oom_restart_s=restart_s, progress=progress
     )
+    reference = next((r.total for r in results if r.strategy == args.against), None)
     if args.output == "json":
-        print(json.dumps([result.to_dict() for result in results], indent=2))
+        documents = [result.to_dict() for result in results]
+        if reference is not None:
+            for document, result in zip(documents, results, strict=True):
+                document["versus"] = {
+                    "strategy": args.against,
+                    **result.total.versus(reference),
+                }
+        print(json.dumps(documents, indent=2))
     elif args.output == "csv":
         print(_csv(results, args.by), end="")
     else:
         print(_table(results, args.by))
+        if reference is not None:
+            print()
+            print(_versus_table(results, args.against, reference))
     if args.plot is not None:
         _write_plots(args.plot, render_pages(trace, results, source=str(args.trace)), args.quiet)
     skipped = results[0].skipped if results else {}
@@ -420,6 +442,40 @@ def _table(results: list[SimulationResult], by: str) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _versus_table(results: list[SimulationResult], against: str, reference: Metrics) -> str:
+    """Every other strategy's totals against `against`'s."""
+
+    def percent(change: float | int | None) -> str:
+        return "-" if change is None else f"{float(change) * 100:+.1f}%"
+
+    rows: list[tuple[str, ...]] = [
+        (f"AGAINST {against}", "CPU_SLACK", "MEM_SLACK", "CPU_SHORT", "OOM_KILLS", "RESIZES")
+    ]
+    for result in results:
+        if result.strategy == against:
+            continue
+        change = result.total.versus(reference)
+        ratio = change["resizes_ratio"]
+        rows.append(
+            (
+                result.strategy,
+                percent(change["cpu_slack_change"]),
+                percent(change["memory_slack_change"]),
+                percent(change["cpu_shortage_change"]),
+                f"{change['oom_kills_difference']:+d}",
+                "-" if ratio is None else f"{float(ratio):.2f}x",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) if index == 0 else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
 
 
 def _csv(results: list[SimulationResult], by: str) -> str:

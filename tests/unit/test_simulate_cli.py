@@ -114,6 +114,36 @@ def test_table_and_csv(traces: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert list(rows[0]) == ["strategy", "cluster", "namespace", "workload", *METRIC_KEYS]
 
 
+def test_against_compares_totals(traces: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--against vpa`: the other strategies' totals as changes from vpa's, in the table
+    and as a `versus` object in JSON, recomputed here from the totals."""
+    documents = run_json(traces, capsys, "--strategy", "vpa,autopilot", "--against", "vpa")
+    vpa, autopilot = documents
+    versus = autopilot["versus"]
+    assert versus["strategy"] == "vpa"
+    assert versus["cpu_slack_change"] == pytest.approx(
+        autopilot["cpu_slack_core_hours"] / vpa["cpu_slack_core_hours"] - 1, abs=1e-6
+    )
+    assert versus["memory_slack_change"] == pytest.approx(
+        autopilot["memory_slack_gib_hours"] / vpa["memory_slack_gib_hours"] - 1, abs=1e-6
+    )
+    assert versus["oom_kills_difference"] == autopilot["oom_kills"] - vpa["oom_kills"]
+    assert versus["resizes_ratio"] == pytest.approx(autopilot["resizes"] / vpa["resizes"])
+    assert vpa["versus"]["cpu_slack_change"] == 0.0
+
+    args = ["simulate", str(traces), "--strategy", "vpa,autopilot", "--against", "vpa", "-q"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("") + 1
+    assert lines[at].split() == [
+        "AGAINST", "vpa", "CPU_SLACK", "MEM_SLACK", "CPU_SHORT", "OOM_KILLS", "RESIZES"
+    ]  # fmt: skip
+    cells = lines[at + 1].split()
+    assert cells[0] == "autopilot" and len(lines) == at + 2
+    assert cells[1] == f"{versus['cpu_slack_change'] * 100:+.1f}%"
+    assert cells[5] == f"{versus['resizes_ratio']:.2f}x"
+
+
 def test_per_strategy_parameters(traces: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plain, wide = run_json(
         traces,
@@ -166,6 +196,10 @@ def test_plots(traces: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["--strategy", "krr-simple", "--param", "bound_fraction=2"], "bound_fraction"),
         (["--interval", "soon"], "'soon' is not a duration"),
         (["--generate", "x.parquet"], "not both"),
+        (
+            ["--strategy", "vpa,default", "--against", "krr-simple"],
+            "--against krr-simple: not among the strategies replayed (vpa, default)",
+        ),
     ],
 )
 def test_bad_arguments_exit_2(
