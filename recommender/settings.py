@@ -416,6 +416,13 @@ class MetricsSettings(BaseModel):
         description="address to listen on (0.0.0.0 for every interface, as in a pod)",
     )
     port: int = Field(default=9847, ge=0, le=65535, description="port; 0: any free port")
+    liveness_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="/healthz fails once the loop made no progress (a tick, or a wait for the "
+        "Lease) for this long; above the longest tick (a first tick over thousands of VPAs "
+        "takes minutes)",
+    )
 
 
 _LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

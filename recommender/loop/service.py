@@ -23,6 +23,7 @@ from recommender.kube.ratelimit import RateLimiter
 from recommender.kube.rest import KubeClient, load_api_client
 from recommender.loop.cluster import ClusterRecommender, LoopOptions, TickReport, VpaResult
 from recommender.loop.pods import slim_pod
+from recommender.observability.health import Health
 from recommender.observability.metrics import (
     METRICS,
     MetricsServer,
@@ -33,6 +34,9 @@ from recommender.settings import Settings
 from recommender.vpa.safety import SafetyLimits
 
 log = logging.getLogger(__name__)
+
+_BEAT_S = 10.0
+"""Seconds between beats of `Health` while the loop waits for its next tick."""
 
 
 class ServiceError(RuntimeError):
@@ -270,10 +274,13 @@ class _Ticker:
     metrics: RecommenderMetrics = METRICS
     board: StatusBoard | None = None  # what the gRPC API's FleetStatus reports
     audit: AuditMirror | None = None  # what the gRPC API's ListActions reports
+    health: Health | None = None  # what /healthz and /readyz report
 
     def step(self, stop: threading.Event) -> bool:
         """One tick (or a wait for the lease); False when the loop should end."""
         began = time.monotonic()
+        if self.health is not None:
+            self.health.beat()
         was_leading = self.leading
         self.leading = self.leadership is None or self.leadership.leading.wait(1.0)
         self.metrics.set_leader(self.settings.cluster, self.leading)
@@ -302,8 +309,27 @@ class _Ticker:
             print(f"checkpointed {saved} VPA(s)", file=self.out, flush=True)
         if self.settings.once:
             return False
-        stop.wait(max(0.0, began + self.settings.tick_interval_s - time.monotonic()))
+        # Waiting for the next tick is progress too: beat through it, so that a long
+        # tick interval is not taken for a stuck loop.
+        deadline = began + self.settings.tick_interval_s
+        while (left := deadline - time.monotonic()) > 0 and not stop.wait(min(left, _BEAT_S)):
+            if self.health is not None:
+                self.health.beat()
         return not stop.is_set()
+
+
+def _start_metrics(settings: Settings, health: Health, out: TextIO) -> MetricsServer | None:
+    """/metrics, /healthz and /readyz when the settings enable them."""
+    server = None
+    if settings.metrics.enabled:
+        try:
+            server = start_metrics_server(
+                settings.metrics.address, settings.metrics.port, health=health
+            )
+        except OSError as error:
+            raise ServiceError(f"{error} (settings metrics.address, metrics.port)") from None
+    print(f"metrics:        {server.url if server else '(off)'}", file=out)
+    return server
 
 
 def _start_api(
@@ -345,22 +371,17 @@ def run_service(settings: Settings, stop: threading.Event, out: TextIO) -> int:
     metrics_server: MetricsServer | None = None
     api_server: RunningServer | None = None
     board, audit = StatusBoard(), (AuditMirror() if settings.actuator.enabled else None)
+    health = Health(settings.metrics.liveness_timeout_s)
     try:
-        if settings.metrics.enabled:
-            try:
-                metrics_server = start_metrics_server(
-                    settings.metrics.address, settings.metrics.port
-                )
-            except OSError as error:
-                raise ServiceError(f"{error} (settings metrics.address, metrics.port)") from None
-        print(f"metrics:        {metrics_server.url if metrics_server else '(off)'}", file=out)
+        metrics_server = _start_metrics(settings, health, out)
         api_server = _start_api(settings, board, out, audit)
         actor = _Actor(settings)
         restored = actor.start()
         print(f"restored the history of {restored} VPA(s) from checkpoints", file=out, flush=True)
         if leadership is not None:
             leadership.start()
-        ticker = _Ticker(settings, actor, leadership, out, board=board, audit=audit)
+        health.mark_started()
+        ticker = _Ticker(settings, actor, leadership, out, board=board, audit=audit, health=health)
         while ticker.step(stop):
             pass
         return 0

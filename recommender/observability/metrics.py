@@ -15,14 +15,19 @@ dashboard (helm/vpa-fleet/dashboards/) reads both.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
-from wsgiref.simple_server import WSGIServer
+from typing import Any, Final
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from recommender.loop.cluster import TickReport
+from recommender.observability.health import Health
 
 __all__ = [
     "METRICS",
@@ -167,16 +172,51 @@ class MetricsServer:
         self.server.server_close()
 
 
+_Start = Callable[[str, list[tuple[str, str]]], Any]
+_App = Callable[[dict[str, Any], _Start], Iterable[bytes]]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes and probes every few seconds are not worth a log line."""
+
+
+def _with_probes(metrics: _App, health: Health | None) -> _App:
+    """/healthz and /readyz from `health` (200 or 503, with the reason), the rest /metrics."""
+    checks = {} if health is None else {"/healthz": health.live, "/readyz": health.ready}
+
+    def app(environ: dict[str, Any], start_response: _Start) -> Iterable[bytes]:
+        check = checks.get(environ.get("PATH_INFO", ""))
+        if check is None:
+            return metrics(environ, start_response)
+        ok, why = check()
+        body = f"{'ok' if ok else 'not ok'}: {why}\n".encode()
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
+
+
 def start_metrics_server(
-    address: str, port: int, metrics: RecommenderMetrics = METRICS
+    address: str, port: int, metrics: RecommenderMetrics = METRICS, health: Health | None = None
 ) -> MetricsServer:
-    """Serve the metrics on http://address:port/metrics (port 0: a free port)."""
+    """Serve the metrics on http://address:port/metrics (port 0: a free port), and with
+    `health` the probes /healthz (liveness) and /readyz (readiness)."""
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    app = _with_probes(make_wsgi_app(metrics.registry), health)
     try:
-        server, _ = start_http_server(port, address, registry=metrics.registry)
+        server = make_server(address.strip("[]"), port, app, Server, handler_class=_QuietHandler)
     except OSError as error:
         raise OSError(
             f"cannot serve metrics on {address}:{port}: {error.strerror or error}"
         ) from None
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     host, bound = server.server_address[:2]
     text = host.decode() if isinstance(host, bytes) else str(host)
     shown = f"[{text}]" if ":" in text else text

@@ -525,6 +525,23 @@ def test_the_service_monitor_scrapes_the_metrics_port() -> None:
     )
 
 
+def test_the_kubelet_probes_the_loop_beside_the_metrics() -> None:
+    container = only(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["livenessProbe"]["periodSeconds"] == 30
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    for values in ({"probes": {"enabled": False}}, {"config": {"metrics": {"enabled": False}}}):
+        container = only(render(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        assert "livenessProbe" not in container and "readinessProbe" not in container, values
+    timeout = {"config": {"metrics": {"liveness_timeout_s": 1800}}}
+    config = yaml.safe_load(only(render(timeout), "ConfigMap")["data"]["config.yaml"])
+    assert config["metrics"]["liveness_timeout_s"] == 1800
+    error = helm_error(
+        "template", "rel", str(CHART), values={"probes": {"liveness": {"periodSeconds": 0}}}
+    )
+    assert "/probes/liveness/periodSeconds" in error
+
+
 # --- on the API server ----------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """`vpa-fleet run` on the testbed serves its own /metrics: after the first tick the counters
-hold exactly the figures the tick report printed, and the endpoint goes away on Ctrl-C."""
+hold exactly the figures the tick report printed, /readyz and /healthz answer 200, and the
+endpoint goes away on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def _probes(metrics_url: str) -> dict[str, tuple[int, str]]:
+    """The probes the chart points the kubelet at, beside /metrics: status and text."""
+    base = metrics_url.removesuffix("/metrics")
+    answers = {
+        probe: requests.get(f"{base}/{probe}", timeout=10) for probe in ("readyz", "healthz")
+    }
+    return {probe: (answer.status_code, answer.text) for probe, answer in answers.items()}
+
+
 def test_metrics_after_a_tick_match_its_report(cluster: Cluster) -> None:
     argv = run_argv(
         cluster.kubeconfig,
@@ -102,11 +112,15 @@ def test_metrics_after_a_tick_match_its_report(cluster: Cluster) -> None:
         assert answer.status_code == 200
         assert answer.headers["Content-Type"].startswith("text/plain")
         samples = _samples(answer.text)
+        probes = _probes(url)
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=120)
     output = "".join(lines) + rest
     assert process.returncode == 0, output[-3000:]
+
+    for probe, (status, text) in probes.items():
+        assert status == 200 and text.startswith("ok: last progress"), (probe, text)
 
     labels = (("cluster", "testbed"),)
     figures = {name: int(value) for name, value in report.groupdict().items() if name != "seconds"}
