@@ -18,7 +18,7 @@ from recommender.actuator.inputs import (
     parse_budget,
     parse_time,
 )
-from recommender.actuator.plan import RESTARTED_AT, Decision, Method
+from recommender.actuator.plan import RESTARTED_AT, ROLLED_OUT_AT, Decision, Method
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from recommender.loop.pods import slim_pod as loop_slim_pod
 
@@ -200,11 +200,14 @@ def rollout_patch(decision: Decision, workload: Mapping[str, Any], now: dt.datet
     template: JSON = {}
     if containers:
         template["spec"] = {"containers": containers}
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if decision.restart or decision.method is Method.RESTART_ANNOTATION:
-        stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         template["metadata"] = {"annotations": {RESTARTED_AT: stamp}}
     return {
-        "metadata": {"resourceVersion": (workload.get("metadata") or {}).get("resourceVersion")},
+        "metadata": {
+            "resourceVersion": (workload.get("metadata") or {}).get("resourceVersion"),
+            "annotations": {ROLLED_OUT_AT: stamp},
+        },
         "spec": {"template": template},
     }
 

@@ -41,6 +41,10 @@ METHOD_ANNOTATION = "vpa-fleet.io/rollout-method"
 setting."""
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 """The pod template annotation `kubectl rollout restart` sets; we set the same."""
+ROLLED_OUT_AT = "vpa-fleet.io/rolled-out-at"
+"""On a workload (not its template: no rollout of its own): when vpa-fleet last rolled it out,
+`%Y-%m-%dT%H:%M:%SZ`. The cooldown counts from it too, so a restarted recommender, whose audit
+trail starts empty, does not roll the workload out again within it."""
 
 UPDATER_MODES = frozenset(
     {UpdateMode.RECREATE, UpdateMode.AUTO, UpdateMode.IN_PLACE_OR_RECREATE, UpdateMode.IN_PLACE}
@@ -426,7 +430,11 @@ def _method(vpa: VerticalPodAutoscaler, policy: Policy) -> Method | str:
         )
 
 
-def _last_rollout(history: Sequence[AuditRecord], ref: WorkloadRef) -> dt.datetime | None:
+def _last_rollout(
+    history: Sequence[AuditRecord], ref: WorkloadRef, annotations: Mapping[str, str]
+) -> dt.datetime | None:
+    """The latest real rollout of `ref`: in the audit trail, or stamped on the workload
+    (`ROLLED_OUT_AT`; a value that does not parse counts as none)."""
     times = [
         r.time
         for r in history
@@ -434,6 +442,11 @@ def _last_rollout(history: Sequence[AuditRecord], ref: WorkloadRef) -> dt.dateti
         and not r.dry_run
         and r.workload == (ref.kind, ref.namespace, ref.name)
     ]
+    try:
+        stamped = dt.datetime.strptime(annotations.get(ROLLED_OUT_AT, ""), "%Y-%m-%dT%H:%M:%SZ")
+        times.append(stamped.replace(tzinfo=dt.UTC))
+    except ValueError:
+        pass
     return max(times) if times else None
 
 
@@ -555,7 +568,7 @@ def _decide_one(
         )
     if workload.rolling or owner in context.rolling:
         return skip(SkipReason.ROLLOUT_IN_PROGRESS, "a rollout is under way")
-    last = _last_rollout(context.history, owner)
+    last = _last_rollout(context.history, owner, workload.annotations)
     if last is not None and now - last < policy.cooldown:
         return skip(
             SkipReason.COOLDOWN,

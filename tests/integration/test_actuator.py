@@ -220,6 +220,10 @@ def _uid(obj: JSON) -> str:
     return str(obj["metadata"]["uid"])
 
 
+def _parse_stamp(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
 def test_infeasible_resize_is_rolled_out_with_the_recommendation(bed: Bed) -> None:
     before = _uids(_deploy(bed, "stuck", replicas=2, mode="InPlace", answer=Answer.INFEASIBLE))
     _recommend(bed, "stuck")
@@ -259,6 +263,9 @@ def test_infeasible_resize_is_rolled_out_with_the_recommendation(bed: Bed) -> No
     for obj in (deployment, vpa):
         [event] = bed.events(ROLLED_OUT, _uid(obj))
         assert "is Infeasible" in event["message"] and "cpu 100m -> 250m" in event["message"]
+    # The cooldown outlives the in-memory audit trail: the rollout is stamped on the workload.
+    stamp = deployment["metadata"]["annotations"]["vpa-fleet.io/rolled-out-at"]
+    assert abs(dt.datetime.now(dt.UTC) - _parse_stamp(stamp)) < dt.timedelta(minutes=10)
 
 
 def test_no_rollout_while_a_disruption_budget_allows_none(bed: Bed) -> None:
@@ -327,6 +334,9 @@ def test_dry_run_changes_nothing_and_records_the_plan(bed: Bed) -> None:
     assert "would be rolled out (dry run)" in record.message
     assert [r for r in actuator.audit.records() if r.workload_name == "planned"] == [record]
     assert bed.deployment("planned")["metadata"]["generation"] == generation
+    assert "vpa-fleet.io/rolled-out-at" not in (
+        bed.deployment("planned")["metadata"].get("annotations") or {}
+    )
     assert _requests(_template(bed, "planned")) == quantities(REQUESTS)
     assert _uids(bed.pods("planned")) == before
     [event] = bed.events(PLANNED, _uid(bed.deployment("planned")))

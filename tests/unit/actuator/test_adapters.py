@@ -69,7 +69,10 @@ def decision(**changes: object) -> Decision:
 def test_patch_sets_resources_and_the_whole_resize_policy_conditionally() -> None:
     patch = rollout_patch(decision(), WORKLOAD, NOW)
     assert patch == {
-        "metadata": {"resourceVersion": "42"},
+        "metadata": {
+            "resourceVersion": "42",
+            "annotations": {"vpa-fleet.io/rolled-out-at": "2026-11-29T12:00:00Z"},
+        },
         "spec": {
             "template": {
                 "spec": {

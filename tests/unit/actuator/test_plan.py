@@ -263,6 +263,21 @@ def test_cooldown_counts_real_rollouts_only() -> None:
     assert old.action is AuditAction.ROLLOUT  # type: ignore[attr-defined]
 
 
+def test_cooldown_counts_a_rollout_stamped_on_the_workload() -> None:
+    """After a restart the audit trail is empty: the workload's own stamp still counts."""
+    policy = Policy(cooldown=dt.timedelta(minutes=30))
+
+    def stamped(value: str) -> Candidate:
+        return candidate(workload=workload(annotations={"vpa-fleet.io/rolled-out-at": value}))
+
+    recent = one(stamped("2026-11-29T11:50:00Z"), policy=policy, history=[])
+    assert recent.reason is SkipReason.COOLDOWN  # type: ignore[attr-defined]
+    assert "rolled out at 2026-11-29T11:50:00Z" in recent.message  # type: ignore[attr-defined]
+    for value in ("2026-11-29T11:29:00Z", "yesterday"):
+        decision = one(stamped(value), policy=policy, history=[])
+        assert decision.action is AuditAction.ROLLOUT, value  # type: ignore[attr-defined]
+
+
 def test_statefulset_on_delete() -> None:
     ref = WorkloadRef("StatefulSet", "shop", "web")
     on_delete = workload(kind="StatefulSet", strategy="OnDelete")
