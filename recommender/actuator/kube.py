@@ -18,7 +18,13 @@ from recommender.actuator.inputs import (
     parse_budget,
     parse_time,
 )
-from recommender.actuator.plan import RESTARTED_AT, ROLLED_OUT_AT, Decision, Method
+from recommender.actuator.plan import (
+    RESTARTED_AT,
+    ROLLED_OUT_AT,
+    STAMP_FORMAT,
+    Decision,
+    Method,
+)
 from recommender.kube.rest import JSON, KubeApiError, KubeClient
 from recommender.loop.pods import slim_pod as loop_slim_pod
 
@@ -200,7 +206,7 @@ def rollout_patch(decision: Decision, workload: Mapping[str, Any], now: dt.datet
     template: JSON = {}
     if containers:
         template["spec"] = {"containers": containers}
-    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = now.astimezone(dt.UTC).strftime(STAMP_FORMAT)
     if decision.restart or decision.method is Method.RESTART_ANNOTATION:
         template["metadata"] = {"annotations": {RESTARTED_AT: stamp}}
     return {

@@ -41,9 +41,11 @@ METHOD_ANNOTATION = "vpa-fleet.io/rollout-method"
 setting."""
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 """The pod template annotation `kubectl rollout restart` sets; we set the same."""
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""UTC times in messages and annotations, as `kubectl rollout restart` writes them."""
 ROLLED_OUT_AT = "vpa-fleet.io/rolled-out-at"
-"""On a workload (not its template: no rollout of its own): when vpa-fleet last rolled it out,
-`%Y-%m-%dT%H:%M:%SZ`. The cooldown counts from it too, so a restarted recommender, whose audit
+"""On a workload (not its template: no rollout of its own): when vpa-fleet last rolled it out
+(`STAMP_FORMAT`). The cooldown counts from it too, so a restarted recommender, whose audit
 trail starts empty, does not roll the workload out again within it."""
 
 UPDATER_MODES = frozenset(
@@ -153,7 +155,7 @@ def _outside_bounds(pod: PodInfo, entries: Mapping[str, RecommendedContainerReso
 
 
 def _time(moment: dt.datetime | None) -> str:
-    return "an unknown time" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "an unknown time" if moment is None else moment.strftime(STAMP_FORMAT)
 
 
 def find(
@@ -443,7 +445,7 @@ def _last_rollout(
         and r.workload == (ref.kind, ref.namespace, ref.name)
     ]
     try:
-        stamped = dt.datetime.strptime(annotations.get(ROLLED_OUT_AT, ""), "%Y-%m-%dT%H:%M:%SZ")
+        stamped = dt.datetime.strptime(annotations.get(ROLLED_OUT_AT, ""), STAMP_FORMAT)
         times.append(stamped.replace(tzinfo=dt.UTC))
     except ValueError:
         pass
