@@ -432,11 +432,19 @@ def _method(vpa: VerticalPodAutoscaler, policy: Policy) -> Method | str:
         )
 
 
+def _stamped(annotations: Mapping[str, str]) -> dt.datetime | None:
+    """The workload's `ROLLED_OUT_AT`; a value that does not parse counts as none."""
+    try:
+        stamped = dt.datetime.strptime(annotations.get(ROLLED_OUT_AT, ""), STAMP_FORMAT)
+    except ValueError:
+        return None
+    return stamped.replace(tzinfo=dt.UTC)
+
+
 def _last_rollout(
     history: Sequence[AuditRecord], ref: WorkloadRef, annotations: Mapping[str, str]
 ) -> dt.datetime | None:
-    """The latest real rollout of `ref`: in the audit trail, or stamped on the workload
-    (`ROLLED_OUT_AT`; a value that does not parse counts as none)."""
+    """The latest real rollout of `ref`: in the audit trail, or stamped on the workload."""
     times = [
         r.time
         for r in history
@@ -444,12 +452,17 @@ def _last_rollout(
         and not r.dry_run
         and r.workload == (ref.kind, ref.namespace, ref.name)
     ]
-    try:
-        stamped = dt.datetime.strptime(annotations.get(ROLLED_OUT_AT, ""), STAMP_FORMAT)
-        times.append(stamped.replace(tzinfo=dt.UTC))
-    except ValueError:
-        pass
+    if (stamped := _stamped(annotations)) is not None:
+        times.append(stamped)
     return max(times) if times else None
+
+
+def ours_under_way(workload: WorkloadInfo, now: dt.datetime, within: dt.timedelta) -> bool:
+    """Whether `workload` is rolling out because of us: rolling, and stamped by a rollout of
+    ours less than `within` ago. Lets a restarted recommender, whose count of its rollouts
+    under way starts empty, count them again for `max_rollouts_per_*`."""
+    stamped = _stamped(workload.annotations)
+    return workload.rolling and stamped is not None and now - stamped < within
 
 
 def _blocking_budget(candidate: Candidate) -> Budget | None:

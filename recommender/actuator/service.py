@@ -39,6 +39,7 @@ from recommender.actuator.plan import (
     Policy,
     decide,
     find,
+    ours_under_way,
 )
 from recommender.kube.cache import ListWatchCache
 from recommender.kube.events import EventRecorder, Involved
@@ -235,6 +236,13 @@ class Actuator:
                 report.errors.append(message)
         if not candidates:
             return report
+        # After a restart the set of our rollouts under way starts empty: the workloads read
+        # for this pass that are rolling under a recent stamp of ours count again.
+        self._rolling |= {
+            c.owner
+            for c in candidates
+            if c.workload is not None and ours_under_way(c.workload, now, self.policy.cooldown)
+        }
         try:
             self._refresh_rolling()
         except (KubeApiError, InputError) as error:

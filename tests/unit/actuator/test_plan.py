@@ -17,6 +17,7 @@ from recommender.actuator.plan import (
     decide,
     find,
     memory_floor,
+    ours_under_way,
 )
 from tests.unit.actuator.builders import (
     NOW,
@@ -261,6 +262,21 @@ def test_cooldown_counts_real_rollouts_only() -> None:
     assert planned.action is AuditAction.ROLLOUT  # type: ignore[attr-defined]
     old = one(candidate(), policy=policy, history=[record(31, False)])
     assert old.action is AuditAction.ROLLOUT  # type: ignore[attr-defined]
+
+
+def test_a_rolling_workload_stamped_lately_is_ours_under_way() -> None:
+    """What a restarted recommender counts again for max_rollouts_per_*."""
+    window = dt.timedelta(minutes=30)
+
+    def ours(rolling: bool, value: str) -> bool:
+        stamped = workload(rolling=rolling, annotations={"vpa-fleet.io/rolled-out-at": value})
+        return ours_under_way(stamped, NOW, window)
+
+    assert ours(True, "2026-11-29T11:50:00Z")
+    assert not ours(False, "2026-11-29T11:50:00Z")  # finished
+    assert not ours(True, "2026-11-29T11:00:00Z")  # someone else's rollout, after ours
+    assert not ours(True, "soon")
+    assert not ours_under_way(workload(rolling=True), NOW, window)
 
 
 def test_cooldown_counts_a_rollout_stamped_on_the_workload() -> None:
