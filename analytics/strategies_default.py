@@ -391,13 +391,10 @@ class ProfiledEstimators(PodEstimators):
         lower = 1.0 - p.lower_band_fraction
         # A week of history makes the estimates steady: a request still far above them then
         # is over-provisioned for good, and one resize removes it for the weeks to come.
-        upper = 1.0 + np.where(
-            forecast.days >= p.settled_days, p.settled_upper_band_fraction, p.upper_band_fraction
-        )
+        settled = forecast.days >= p.settled_days
+        upper = 1.0 + np.where(settled, p.settled_upper_band_fraction, p.upper_band_fraction)
         memory_upper = 1.0 + np.where(
-            forecast.days >= p.settled_days,
-            p.settled_memory_upper_band_fraction,
-            p.upper_band_fraction,
+            settled, p.settled_memory_upper_band_fraction, p.upper_band_fraction
         )
         # Growing needs the request below a level held most of the time, not below a high
         # percentile a burst has just moved (periodic rows grow for their next hour).

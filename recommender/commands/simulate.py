@@ -432,16 +432,20 @@ def _table(results: list[SimulationResult], by: str) -> str:
                 f"{metrics.memory_relative_slack * 100:.1f}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    text_columns = 1 + len(columns)
-    lines = []
-    for row in rows:
-        cells = [
+    return _aligned(rows, text_columns=1 + len(columns))
+
+
+def _aligned(rows: list[tuple[str, ...]], text_columns: int) -> str:
+    """Rows as columns two spaces apart: the first `text_columns` left-aligned, the
+    figures right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
             cell.ljust(width) if index < text_columns else cell.rjust(width)
             for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+        ).rstrip()
+        for row in rows
+    )
 
 
 def _versus_table(results: list[SimulationResult], against: str, reference: Metrics) -> str:
@@ -468,14 +472,7 @@ def _versus_table(results: list[SimulationResult], against: str, reference: Metr
                 "-" if ratio is None else f"{float(ratio):.2f}x",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) if index == 0 else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    )
+    return _aligned(rows, text_columns=1)
 
 
 def _csv(results: list[SimulationResult], by: str) -> str:
